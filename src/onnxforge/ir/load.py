@@ -1,0 +1,109 @@
+"""Load untrusted model files safely: typed errors, IR-version check, external data kept in the model folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import google.protobuf.message
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from onnxforge._errors import InvalidGraph, InvalidProtobuf, NoSuchFile
+
+ModelSource = str | os.PathLike | bytes | onnx.ModelProto
+
+
+def load_model_proto(source: ModelSource) -> tuple[onnx.ModelProto, Path | None]:
+    """Parse a path, bytes or ModelProto into a ModelProto (external data not yet loaded) and its folder."""
+    if isinstance(source, onnx.ModelProto):
+        return source, None
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        proto = onnx.ModelProto()
+        try:
+            proto.ParseFromString(bytes(source))
+        except (google.protobuf.message.DecodeError, ValueError) as exc:
+            raise InvalidProtobuf(f"Load model from bytes failed: not an ONNX protobuf ({exc})") from exc
+        return proto, None
+    path = Path(os.fspath(source))
+    if not path.is_file():
+        raise NoSuchFile(f"Load model from {path} failed: file does not exist")
+    try:
+        proto = onnx.load_model(str(path), load_external_data=False)
+    except (google.protobuf.message.DecodeError, ValueError, RuntimeError) as exc:
+        raise InvalidProtobuf(f"Load model from {path} failed: not an ONNX protobuf ({exc})") from exc
+    return proto, path.parent
+
+
+def _check_proto(proto: onnx.ModelProto, where: str) -> None:
+    if not proto.HasField("graph"):
+        raise InvalidProtobuf(f"Load model from {where} failed: the protobuf has no graph")
+    if proto.ir_version > onnx.IR_VERSION:
+        raise InvalidGraph(
+            f"Load model from {where} failed: unsupported model IR version {proto.ir_version}, "
+            f"max supported IR version {onnx.IR_VERSION}"
+        )
+
+
+def _external_tensors(graph: onnx.GraphProto):
+    for tensor in graph.initializer:
+        yield tensor
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _external_tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _external_tensors(sub)
+
+
+def check_external_data(proto: onnx.ModelProto, base_dir: Path | None, where: str) -> None:
+    """Refuse external-data locations that leave the model's folder or point at missing files."""
+    for tensor in _external_tensors(proto.graph):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {entry.key: entry.value for entry in tensor.external_data}
+        location = info.get("location", "")
+        if base_dir is None:
+            raise InvalidGraph(
+                f"Model from {where}: initializer '{tensor.name}' uses external data '{location}', "
+                "but the model was not loaded from a file, so there is no folder to read it from"
+            )
+        root = base_dir.resolve()
+        target = (root / location).resolve()
+        if os.path.isabs(location) or not target.is_relative_to(root):
+            raise InvalidGraph(
+                f"Model from {where}: initializer '{tensor.name}' points at external data '{location}', "
+                f"which lies outside the model folder {root}"
+            )
+        if not target.is_file():
+            raise NoSuchFile(f"Model from {where}: external data file '{location}' of '{tensor.name}' does not exist")
+        offset = int(info.get("offset", 0))
+        length = int(info.get("length", -1))
+        size = target.stat().st_size
+        dims_count = int(np.prod(tensor.dims, dtype=np.int64)) if tensor.dims else 1
+        if offset < 0 or offset > size or (length >= 0 and offset + length > size):
+            raise InvalidGraph(
+                f"Model from {where}: external data of '{tensor.name}' (offset {offset}, length {length}) "
+                f"runs past the end of '{location}' ({size} bytes)"
+            )
+        if dims_count < 0:
+            raise InvalidGraph(f"Model from {where}: initializer '{tensor.name}' has negative dims {list(tensor.dims)}")
+
+
+def load_model(source: ModelSource) -> tuple[ir.Model, onnx.ModelProto]:
+    """Load a model for the engine: the onnx-ir model (external data lazily mapped) and the raw proto."""
+    proto, base_dir = load_model_proto(source)
+    where = str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
+    _check_proto(proto, where)
+    check_external_data(proto, base_dir, where)
+    try:
+        model = ir.serde.deserialize_model(proto)
+    except Exception as exc:  # onnx-ir raises plain exceptions for malformed graphs
+        raise InvalidGraph(f"Load model from {where} failed: {exc}") from exc
+    if base_dir is not None:
+        ir.external_data.set_base_dir(model.graph, base_dir)
+    return model, proto

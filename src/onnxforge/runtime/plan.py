@@ -1,0 +1,394 @@
+"""The compiled execution plan: a topologically ordered list of bound steps over integer slots.
+
+Everything that does not depend on the run's inputs is settled here, once: the kernel for each node
+(highest since <= opset), its attributes (bound with ``functools.partial``), constant inputs and
+``Constant`` nodes (stored in the slot template), optional ``prepare`` hooks (weight packing), and the
+slots to free after each step (an intermediate is dropped right after its last use).
+
+Subgraphs (If/Loop/Scan bodies) become sub-plans. A sub-plan lists the outer-scope values its nodes read
+(``captures``); the parent step passes them in, keyed by their onnx-ir ``Value``, so nesting works to
+any depth.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxforge._errors import Fail, InvalidGraph, NotImplemented, OnnxForgeError
+from onnxforge.ir.dtypes import np_dtype_for
+from onnxforge.runtime.registry import REGISTRY, KernelDef, Registry, canonical_domain
+
+_DISCARD = 0  # slot that receives outputs the node leaves unnamed
+_NONE = 1  # slot that always holds None, for omitted optional inputs
+_FIRST_SLOT = 2
+
+Step = tuple[Callable[..., Any], tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+
+
+class NodeInfo:
+    """What an error message needs to name a node."""
+
+    __slots__ = ("domain", "name", "op_type", "opset")
+
+    def __init__(self, name: str, op_type: str, domain: str, opset: int) -> None:
+        self.name, self.op_type, self.domain, self.opset = name, op_type, domain, opset
+
+    def describe(self) -> str:
+        return f"node '{self.name}' ({self.domain or 'ai.onnx'}::{self.op_type}, opset {self.opset})"
+
+
+class Profiler:
+    """Collects ORT-style ``<node>_kernel_time`` events (chrome-trace, durations in µs)."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self._origin = time.perf_counter()
+
+    def record(self, info: NodeInfo, start: float, end: float, inputs: list[Any], outputs: list[Any]) -> None:
+        self.events.append(
+            {
+                "cat": "Node",
+                "pid": 0,
+                "tid": 0,
+                "ph": "X",
+                "name": f"{info.name}_kernel_time",
+                "ts": int((start - self._origin) * 1e6),
+                "dur": max(int((end - start) * 1e6), 0),
+                "args": {
+                    "op_name": info.op_type,
+                    "input_type_shape": [_shape_of(v) for v in inputs],
+                    "output_type_shape": [_shape_of(v) for v in outputs],
+                },
+            }
+        )
+
+
+def _shape_of(value: Any) -> dict[str, list[int]]:
+    if isinstance(value, np.ndarray):
+        return {str(value.dtype): list(value.shape)}
+    return {type(value).__name__: []}
+
+
+class Plan:
+    """A runnable plan for one graph. ``run`` is re-entrant: each call has its own slot list."""
+
+    def __init__(
+        self,
+        steps: list[Step],
+        infos: list[NodeInfo],
+        template: list[Any],
+        input_slots: list[int],
+        output_slots: list[int],
+        captures: list[tuple[ir.Value, int]],
+    ) -> None:
+        self.steps = steps
+        self.infos = infos
+        self._template = template
+        self.input_slots = input_slots
+        self.output_slots = output_slots
+        self.captures = captures
+
+    @property
+    def captured_values(self) -> list[ir.Value]:
+        return [value for value, _ in self.captures]
+
+    def default_for(self, slot: int) -> Any:
+        """The build-time value of a slot: an overridable initializer's default, else None."""
+        return self._template[slot]
+
+    def pruned(self, output_slots: list[int]) -> Plan:
+        """A plan that computes only ``output_slots``: steps nothing needed are dropped."""
+        needed = set(output_slots)
+        keep: list[int] = []
+        for index in range(len(self.steps) - 1, -1, -1):
+            _, ins, outs, _ = self.steps[index]
+            if needed.intersection(outs):
+                keep.append(index)
+                needed.update(ins)
+        keep.reverse()
+        return Plan(
+            [self.steps[i] for i in keep],
+            [self.infos[i] for i in keep],
+            self._template,
+            self.input_slots,
+            output_slots,
+            self.captures,
+        )
+
+    def run(
+        self,
+        inputs: Sequence[Any],
+        outer: Mapping[ir.Value, Any] | None = None,
+        *,
+        overrides: Mapping[int, Any] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        profiler: Profiler | None = None,
+    ) -> list[Any]:
+        values = self._template.copy()
+        for slot, value in zip(self.input_slots, inputs, strict=True):
+            values[slot] = value
+        if overrides:
+            for slot, value in overrides.items():
+                values[slot] = value
+        if self.captures:
+            assert outer is not None, "a sub-plan with captures needs its outer values"
+            for value_ref, slot in self.captures:
+                values[slot] = outer[value_ref]
+        if should_stop is None and profiler is None:
+            self._run_steps(values)
+        else:
+            self._run_steps_observed(values, should_stop, profiler)
+        return [values[slot] for slot in self.output_slots]
+
+    def _run_steps(self, values: list[Any]) -> None:
+        index = 0
+        try:
+            for index, (call, ins, outs, frees) in enumerate(self.steps):
+                result = call(*[values[i] for i in ins])
+                if type(result) is tuple:
+                    for slot, item in zip(outs, result):
+                        values[slot] = item
+                else:
+                    values[outs[0]] = result
+                for slot in frees:
+                    values[slot] = None
+        except Exception as exc:
+            raise self._node_error(index, exc) from exc
+
+    def _run_steps_observed(
+        self, values: list[Any], should_stop: Callable[[], bool] | None, profiler: Profiler | None
+    ) -> None:
+        index = 0
+        try:
+            for index, (call, ins, outs, frees) in enumerate(self.steps):
+                if should_stop is not None and should_stop():
+                    raise Fail("Exiting due to terminate flag being set to true.")
+                args = [values[i] for i in ins]
+                start = time.perf_counter()
+                result = call(*args)
+                results = result if type(result) is tuple else (result,)
+                if profiler is not None:
+                    profiler.record(self.infos[index], start, time.perf_counter(), args, list(results))
+                for slot, item in zip(outs, results):
+                    values[slot] = item
+                for slot in frees:
+                    values[slot] = None
+        except Exception as exc:
+            raise self._node_error(index, exc) from exc
+
+    def _node_error(self, index: int, exc: Exception) -> Exception:
+        info = self.infos[index]
+        if isinstance(exc, OnnxForgeError):
+            if info.describe() in str(exc) or "terminate flag" in str(exc):
+                return exc
+            return type(exc)(f"Running {info.describe()} failed: {exc}")
+        return Fail(f"Running {info.describe()} failed: {type(exc).__name__}: {exc}")
+
+
+class PlanBuilder:
+    """Compiles an onnx-ir graph (and, recursively, its subgraphs) into a :class:`Plan`."""
+
+    def __init__(self, opsets: Mapping[str, int], registry: Registry = REGISTRY) -> None:
+        self.opsets = {canonical_domain(d): v for d, v in opsets.items()}
+        self.registry = registry
+
+    def build(self, graph: ir.Graph, *, is_subgraph: bool = False) -> Plan:
+        return _GraphCompiler(self, graph, is_subgraph).compile()
+
+
+class _GraphCompiler:
+    def __init__(self, builder: PlanBuilder, graph: ir.Graph, is_subgraph: bool) -> None:
+        self.builder = builder
+        self.graph = graph
+        self.is_subgraph = is_subgraph
+        self.slots: dict[ir.Value, int] = {}
+        self.template: list[Any] = [None, None]
+        self.captures: list[tuple[ir.Value, int]] = []
+        self.steps: list[Step] = []
+        self.infos: list[NodeInfo] = []
+        self.step_inputs: list[tuple[int, ...]] = []
+
+    def _new_slot(self, value: ir.Value | None, initial: Any = None) -> int:
+        slot = len(self.template)
+        self.template.append(initial)
+        if value is not None:
+            self.slots[value] = slot
+        return slot
+
+    def _slot_for_input(self, value: ir.Value | None, reader: str) -> int:
+        if value is None:
+            return _NONE
+        slot = self.slots.get(value)
+        if slot is not None:
+            return slot
+        if self.is_subgraph:
+            slot = self._new_slot(value)
+            self.captures.append((value, slot))
+            return slot
+        raise InvalidGraph(f"{reader} reads '{value.name}', which no node, input or initializer produces")
+
+    def compile(self) -> Plan:
+        graph = self.graph
+        try:
+            graph.sort()
+        except Exception as exc:  # onnx-ir raises a plain error on cycles
+            raise InvalidGraph(f"graph '{graph.name}' cannot be sorted topologically: {exc}") from exc
+        input_slots = [self._new_slot(value) for value in graph.inputs]
+        for value in graph.initializers.values():
+            array = _tensor_to_numpy(value)
+            if value in self.slots:  # an initializer that is also an input: its default
+                self.template[self.slots[value]] = array
+            else:
+                self._new_slot(value, array)
+        for node in graph:
+            self._compile_node(node)
+        output_slots = [self._slot_for_input(value, f"graph output '{value.name}'") for value in graph.outputs]
+        self._assign_frees(set(output_slots))
+        return Plan(self.steps, self.infos, self.template, input_slots, output_slots, self.captures)
+
+    def _compile_node(self, node: ir.Node) -> None:
+        domain = canonical_domain(node.domain)
+        opset = self.builder.opsets.get(domain)
+        name = node.name or f"{node.op_type}_{len(self.steps)}"
+        if opset is None:
+            raise InvalidGraph(f"node '{name}' ({node.op_type}) uses domain '{node.domain}', which the model does not import")
+        info = NodeInfo(name, node.op_type, domain, opset)
+        kdef = self.builder.registry.resolve(domain, node.op_type, opset)
+        if kdef is None:
+            raise NotImplemented(
+                f"Could not find an implementation for {node.op_type}({opset}) node with name '{name}' "
+                f"in domain '{domain or 'ai.onnx'}' (opset {opset})"
+            )
+        inputs = list(node.inputs)
+        while inputs and inputs[-1] is None:
+            inputs.pop()
+        in_slots = [self._slot_for_input(value, info.describe()) for value in inputs]
+        attrs, captured = self._bind_attributes(node, kdef, info)
+        call = self._make_call(node, kdef, info, attrs, in_slots)
+        if captured:
+            call = _with_outer(call, len(in_slots), captured)
+            in_slots += [self._slot_for_input(value, info.describe()) for value in captured]
+        out_slots = tuple(self._new_slot(value) if value.name else _DISCARD for value in node.outputs)
+        if node.op_type == "Constant" and domain == "" and not in_slots:
+            self._fold_constant(call, info, out_slots)
+            return
+        self.steps.append((call, tuple(in_slots), out_slots, ()))
+        self.infos.append(info)
+        self.step_inputs.append(tuple(in_slots))
+
+    def _bind_attributes(self, node: ir.Node, kdef: KernelDef, info: NodeInfo) -> tuple[dict[str, Any], list[ir.Value]]:
+        attrs: dict[str, Any] = {}
+        captured: list[ir.Value] = []
+        for attr_name, attr in node.attributes.items():
+            if attr_name not in kdef.attributes and not kdef.accepts_any_attribute:
+                raise NotImplemented(f"{info.describe()}: attribute '{attr_name}' is not supported by kernel {kdef.name}")
+            if attr.is_ref():
+                raise InvalidGraph(f"{info.describe()}: attribute '{attr_name}' refers to a function attribute outside a function")
+            attrs[attr_name] = self._attribute_value(attr, captured)
+        if "_num_outputs" in kdef.context:
+            attrs["_num_outputs"] = len(node.outputs)
+        if "_opset" in kdef.context:
+            attrs["_opset"] = info.opset
+        if "_output_dtypes" in kdef.context:
+            attrs["_output_dtypes"] = tuple(
+                np_dtype_for(value.dtype) if value.dtype is not None and value.dtype != ir.DataType.UNDEFINED else None
+                for value in node.outputs
+            )
+        return attrs, captured
+
+    def _attribute_value(self, attr: ir.Attr, captured: list[ir.Value]) -> Any:
+        kind = attr.type
+        value = attr.value
+        if kind in (ir.AttributeType.INT, ir.AttributeType.FLOAT, ir.AttributeType.STRING):
+            return value
+        if kind in (ir.AttributeType.INTS, ir.AttributeType.FLOATS, ir.AttributeType.STRINGS):
+            return list(value)
+        if kind == ir.AttributeType.TENSOR:
+            return _ir_tensor_numpy(value)
+        if kind == ir.AttributeType.TENSORS:
+            return [_ir_tensor_numpy(t) for t in value]
+        if kind == ir.AttributeType.GRAPH:
+            return self._subplan(value, captured)
+        if kind == ir.AttributeType.GRAPHS:
+            return [self._subplan(g, captured) for g in value]
+        return value
+
+    def _subplan(self, graph: ir.Graph, captured: list[ir.Value]) -> Plan:
+        plan = self.builder.build(graph, is_subgraph=True)
+        for value in plan.captured_values:
+            if value not in captured:
+                captured.append(value)
+        return plan
+
+    def _make_call(
+        self, node: ir.Node, kdef: KernelDef, info: NodeInfo, attrs: dict[str, Any], in_slots: list[int]
+    ) -> Callable[..., Any]:
+        if kdef.prepare is not None:
+            constants = [self.template[s] if s in self._constant_slots() else None for s in in_slots]
+            plain_attrs = {k: v for k, v in attrs.items() if k not in ("_outer",)}
+            prepared = kdef.prepare(constants, **plain_attrs)
+            if prepared is not None:
+                return prepared
+        return functools.partial(kdef.fn, **attrs) if attrs else kdef.fn
+
+    def _constant_slots(self) -> set[int]:
+        produced = {slot for _, _, outs, _ in self.steps for slot in outs}
+        inputs = {self.slots[v] for v in self.graph.inputs if v in self.slots}
+        captured = {slot for _, slot in self.captures}
+        return {
+            slot for slot, initial in enumerate(self.template) if initial is not None
+        } - produced - inputs - captured
+
+    def _fold_constant(self, call: Callable[..., Any], info: NodeInfo, out_slots: tuple[int, ...]) -> None:
+        try:
+            result = call()
+        except Exception as exc:
+            raise InvalidGraph(f"{info.describe()}: cannot evaluate the constant: {exc}") from exc
+        self.template[out_slots[0]] = result
+
+    def _assign_frees(self, keep: set[int]) -> None:
+        last_use: dict[int, int] = {}
+        for index, ins in enumerate(self.step_inputs):
+            for slot in ins:
+                last_use[slot] = index
+        frees: list[list[int]] = [[] for _ in self.steps]
+        for slot, index in last_use.items():
+            if slot >= _FIRST_SLOT and slot not in keep:
+                frees[index].append(slot)
+        self.steps = [(call, ins, outs, tuple(frees[i])) for i, (call, ins, outs, _) in enumerate(self.steps)]
+
+
+def _with_outer(call: Callable[..., Any], arity: int, captured: list[ir.Value]) -> Callable[..., Any]:
+    """Split the trailing captured values off the positional inputs and hand them over as ``_outer``."""
+    keys = tuple(captured)
+
+    def call_with_outer(*args: Any) -> Any:
+        return call(*args[:arity], _outer=dict(zip(keys, args[arity:])))
+
+    return call_with_outer
+
+
+def _ir_tensor_numpy(tensor: ir.TensorProtocol) -> np.ndarray:
+    array = tensor.numpy()
+    if tensor.dtype == ir.DataType.STRING:
+        return np.array([s.decode("utf-8") if isinstance(s, bytes) else s for s in array.ravel()], dtype=object).reshape(
+            array.shape
+        )
+    return array
+
+
+def _tensor_to_numpy(value: ir.Value) -> np.ndarray | None:
+    if value.const_value is None:
+        return None
+    try:
+        return _ir_tensor_numpy(value.const_value)
+    except OnnxForgeError:
+        raise
+    except Exception as exc:
+        raise InvalidGraph(f"initializer '{value.name}' cannot be read: {exc}") from exc

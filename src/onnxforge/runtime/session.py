@@ -1,0 +1,256 @@
+"""``InferenceSession``: onnxruntime's Python API over the onnxforge plan."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+import onnxforge.runtime.kernels  # noqa: F401 - registers the built-in kernels
+from onnxforge._errors import Fail, InvalidArgument
+from onnxforge.ir.dtypes import np_dtype_for, proto_type_string
+from onnxforge.ir.load import ModelSource, load_model
+from onnxforge.runtime.options import ModelMetadata, NodeArg, RunOptions, SessionOptions
+from onnxforge.runtime.plan import Plan, PlanBuilder, Profiler
+from onnxforge.runtime.threads import blas_threads
+from onnxforge.runtime.typecheck import check_types
+
+AVAILABLE_PROVIDERS = ["CPUExecutionProvider"]
+
+
+class _InputSpec:
+    """What ``run`` checks a fed value against, settled at session creation."""
+
+    __slots__ = ("dims", "dtype", "name", "slot", "type_string")
+
+    def __init__(self, name: str, slot: int, type_string: str, dtype: np.dtype | None, dims: list[Any] | None) -> None:
+        self.name, self.slot, self.type_string, self.dtype, self.dims = name, slot, type_string, dtype, dims
+
+    def convert(self, value: Any) -> Any:
+        if self.dtype is None:  # sequences, maps, optionals go through as given
+            return value
+        if not isinstance(value, np.ndarray):
+            if isinstance(value, (list, tuple, int, float, bool, np.generic)):
+                value = np.asarray(value, dtype=self.dtype)
+            else:
+                raise InvalidArgument(
+                    f"Input '{self.name}': expected a numpy array of {self.type_string}, got {type(value).__name__}"
+                )
+        if value.dtype != self.dtype and not (self.dtype == object and value.dtype.kind in "UO"):
+            raise InvalidArgument(
+                f"Unexpected input data type for input '{self.name}'. Actual: (tensor({value.dtype})) , "
+                f"expected: ({self.type_string})"
+            )
+        if self.dims is not None:
+            if value.ndim != len(self.dims):
+                raise InvalidArgument(
+                    f"Invalid rank for input: {self.name} Got: {value.ndim} Expected: {len(self.dims)} "
+                    "Please fix either the inputs/outputs or the model."
+                )
+            wrong = [(i, got, want) for i, (got, want) in enumerate(zip(value.shape, self.dims)) if isinstance(want, int) and got != want]
+            if wrong:
+                lines = "".join(f" index: {i} Got: {got} Expected: {want}\n" for i, got, want in wrong)
+                raise InvalidArgument(
+                    f"Got invalid dimensions for input: {self.name} for the following indices\n{lines}"
+                    " Please fix either the inputs/outputs or the model."
+                )
+        if self.dtype == object and value.dtype.kind == "U":
+            value = value.astype(object)
+        return value
+
+
+def _dims(value: ir.Value) -> list[int | str | None] | None:
+    if value.shape is None:
+        return None
+    return [d if isinstance(d, int) else (d.value if getattr(d, "value", None) else None) for d in value.shape]
+
+
+def _resolve_providers(providers: Sequence[Any] | None) -> list[str]:
+    for entry in providers or []:
+        name = entry[0] if isinstance(entry, (tuple, list)) else entry
+        if name not in AVAILABLE_PROVIDERS:
+            warnings.warn(
+                f"Specified provider '{name}' is not in available provider names."
+                f"Available providers: '{', '.join(AVAILABLE_PROVIDERS)}'",
+                UserWarning,
+                stacklevel=3,
+            )
+    return list(AVAILABLE_PROVIDERS)
+
+
+class InferenceSession:
+    """Load a model once, then ``run`` it many times, from many threads if you like."""
+
+    def __init__(
+        self,
+        path_or_bytes: ModelSource,
+        sess_options: SessionOptions | None = None,
+        providers: Sequence[Any] | None = None,
+        provider_options: Sequence[dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        start = time.perf_counter()
+        self._sess_options = sess_options or SessionOptions()
+        self._providers = _resolve_providers(providers)
+        self._provider_options = {name: {} for name in self._providers}
+        self._model_path = path_or_bytes if isinstance(path_or_bytes, (str, os.PathLike)) else None
+        model, proto = load_model(path_or_bytes)
+        self._proto_meta = proto
+        check_types(proto, str(self._model_path or "bytes"))
+        self._model = model
+        self._apply_options(model)
+        self._plan = PlanBuilder(model.opset_imports).build(model.graph)
+        self._describe_io(model, proto)
+        self._pruned: dict[tuple[int, ...], Plan] = {}
+        self._pruned_lock = threading.Lock()
+        self._profiler = Profiler() if self._sess_options.enable_profiling else None
+        if self._sess_options.optimized_model_filepath:
+            ir.save(model, self._sess_options.optimized_model_filepath)
+        self.session_creation_seconds = time.perf_counter() - start
+
+    # ----- building -------------------------------------------------------------------------------
+    def _apply_options(self, model: ir.Model) -> None:
+        overrides = self._sess_options.free_dimension_overrides
+        if overrides:
+            for value in model.graph.inputs:
+                if value.shape is not None:
+                    dims = [overrides.get(getattr(d, "value", None), d) if not isinstance(d, int) else d for d in value.shape]
+                    value.shape = ir.Shape(dims)
+        for name, array in self._sess_options.initializers.items():
+            target = model.graph.initializers.get(name)
+            if target is None:
+                target = next((v for v in model.graph.inputs if v.name == name), None)
+            if target is None:
+                raise InvalidArgument(f"add_initializer('{name}'): the model has no initializer or input of that name")
+            target.const_value = ir.tensor(array, name=name)
+            if name not in model.graph.initializers:
+                model.graph.register_initializer(target)
+
+    def _describe_io(self, model: ir.Model, proto: onnx.ModelProto) -> None:
+        graph = model.graph
+        proto_types = {vi.name: vi.type for vi in list(proto.graph.input) + list(proto.graph.output)}
+        initializer_names = set(graph.initializers)
+        self._inputs: list[NodeArg] = []
+        self._overridable: list[NodeArg] = []
+        self._specs: dict[str, _InputSpec] = {}
+        self._required: list[str] = []
+        for value, slot in zip(graph.inputs, self._plan.input_slots):
+            arg = self._node_arg(value, proto_types)
+            is_tensor = isinstance(value.type, ir.TensorType)
+            dtype = np_dtype_for(value.dtype) if is_tensor else None
+            self._specs[value.name] = _InputSpec(value.name, slot, arg.type, dtype, _dims(value) if is_tensor else None)
+            if value.name in initializer_names:
+                self._overridable.append(arg)
+            else:
+                self._inputs.append(arg)
+                self._required.append(value.name)
+        self._positions = {value.name: i for i, value in enumerate(graph.inputs)}
+        self._defaults = [self._plan.default_for(slot) for slot in self._plan.input_slots]
+        self._outputs = [self._node_arg(value, proto_types) for value in graph.outputs]
+        self._output_index = {arg.name: i for i, arg in enumerate(self._outputs)}
+
+    @staticmethod
+    def _node_arg(value: ir.Value, proto_types: Mapping[str, onnx.TypeProto]) -> NodeArg:
+        type_proto = proto_types.get(value.name)
+        type_string = proto_type_string(type_proto) if type_proto is not None else "unknown"
+        return NodeArg(value.name, type_string, _dims(value) if isinstance(value.type, ir.TensorType) else None)
+
+    # ----- the ORT API ----------------------------------------------------------------------------
+    def get_inputs(self) -> list[NodeArg]:
+        return list(self._inputs)
+
+    def get_outputs(self) -> list[NodeArg]:
+        return list(self._outputs)
+
+    def get_overridable_initializers(self) -> list[NodeArg]:
+        return list(self._overridable)
+
+    def get_modelmeta(self) -> ModelMetadata:
+        proto = self._proto_meta
+        return ModelMetadata(
+            producer_name=proto.producer_name,
+            graph_name=proto.graph.name,
+            domain=proto.domain,
+            description=proto.doc_string,
+            graph_description=proto.graph.doc_string,
+            version=proto.model_version,
+            custom_metadata_map={p.key: p.value for p in proto.metadata_props},
+        )
+
+    def get_providers(self) -> list[str]:
+        return list(self._providers)
+
+    def get_provider_options(self) -> dict[str, dict[str, Any]]:
+        return {name: dict(opts) for name, opts in self._provider_options.items()}
+
+    def set_providers(self, providers: Sequence[Any] | None = None, provider_options: Any = None) -> None:
+        self._providers = _resolve_providers(providers)
+
+    def disable_fallback(self) -> None:
+        """No-op: the CPU provider is the only one, so there is nothing to fall back to."""
+
+    def enable_fallback(self) -> None:
+        """No-op, see :meth:`disable_fallback`."""
+
+    def get_session_options(self) -> SessionOptions:
+        return self._sess_options
+
+    def get_profiling_start_time_ns(self) -> int:
+        return 0
+
+    def end_profiling(self) -> str:
+        if self._profiler is None:
+            return ""
+        stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+        path = f"{self._sess_options.profile_file_prefix}_{stamp}.json"
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(self._profiler.events, handle)
+        self._profiler = Profiler()
+        return path
+
+    def run(
+        self,
+        output_names: Sequence[str] | None,
+        input_feed: Mapping[str, Any],
+        run_options: RunOptions | None = None,
+    ) -> list[Any]:
+        plan = self._plan_for(output_names)
+        feeds = list(self._defaults)
+        for name, value in input_feed.items():
+            spec = self._specs.get(name)
+            if spec is None:
+                raise InvalidArgument(f"Invalid input name: {name}. Inputs: {[a.name for a in self._inputs]}")
+            feeds[self._positions[name]] = spec.convert(value)
+        missing = [name for name in self._required if name not in input_feed]
+        if missing:
+            raise InvalidArgument(f"Required inputs ({missing}) are missing from input feed ({list(input_feed)}).")
+        if run_options is not None and run_options.terminate:
+            raise Fail("Exiting due to terminate flag being set to true.")
+        should_stop = (lambda: run_options.terminate) if run_options is not None else None
+        with blas_threads(self._sess_options.intra_op_num_threads):
+            results = plan.run(feeds, should_stop=should_stop, profiler=self._profiler)
+        return [np.asarray(r) if isinstance(r, np.generic) else r for r in results]
+
+    def _plan_for(self, output_names: Sequence[str] | None) -> Plan:
+        if not output_names:
+            return self._plan
+        indices = []
+        for name in output_names:
+            if name not in self._output_index:
+                raise InvalidArgument(f"Invalid output name: {name}. Outputs: {list(self._output_index)}")
+            indices.append(self._output_index[name])
+        key = tuple(indices)
+        plan = self._pruned.get(key)
+        if plan is None:
+            with self._pruned_lock:
+                plan = self._pruned.setdefault(key, self._plan.pruned([self._plan.output_slots[i] for i in indices]))
+        return plan
+

@@ -1,0 +1,1 @@
+"""Verification: conformance runs and side-by-side checks of transformations."""
