@@ -1,0 +1,72 @@
+"""Loading untrusted files: external data must stay in the model folder and inside its file."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxforge import InferenceSession, InvalidGraph, NoSuchFile
+
+
+def _model_with_external(tmp_path, location: str, offset: int = 0, length: int | None = None) -> str:
+    tensor = numpy_helper.from_array(np.arange(4, dtype=np.float32), "w")
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    entries = {"location": location, "offset": str(offset)}
+    if length is not None:
+        entries["length"] = str(length)
+    for key, value in entries.items():
+        tensor.external_data.add(key=key, value=value)
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["w"], ["y"])], "g", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [tensor]
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "model.onnx"
+    path.write_bytes(model.SerializeToString())
+    return str(path)
+
+
+def test_external_data_inside_the_folder_loads(tmp_path) -> None:
+    (tmp_path / "weights.bin").write_bytes(np.arange(4, dtype=np.float32).tobytes())
+    (y,) = InferenceSession(_model_with_external(tmp_path, "weights.bin", length=16)).run(None, {})
+    np.testing.assert_array_equal(y, np.arange(4, dtype=np.float32))
+
+
+@pytest.mark.parametrize("location", ["../outside.bin", "/etc/passwd", "sub/../../outside.bin"])
+def test_external_data_outside_the_folder_is_refused(tmp_path, location: str) -> None:
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    (tmp_path / "outside.bin").write_bytes(b"\0" * 16)
+    with pytest.raises(InvalidGraph, match="outside the model folder"):
+        InferenceSession(_model_with_external(inner, location))
+
+
+def test_external_data_missing_file(tmp_path) -> None:
+    with pytest.raises(NoSuchFile, match="nothere.bin"):
+        InferenceSession(_model_with_external(tmp_path, "nothere.bin"))
+
+
+def test_external_data_past_end_of_file(tmp_path) -> None:
+    (tmp_path / "short.bin").write_bytes(b"\0" * 8)
+    with pytest.raises(InvalidGraph, match="runs past the end"):
+        InferenceSession(_model_with_external(tmp_path, "short.bin", offset=0, length=16))
+
+
+def test_external_data_from_bytes_has_no_folder(tmp_path) -> None:
+    path = _model_with_external(tmp_path, "weights.bin")
+    with pytest.raises(InvalidGraph, match="not loaded from a file"):
+        InferenceSession(open(path, "rb").read())
+
+
+def test_initializer_whose_dims_disagree_with_its_data(tmp_path) -> None:
+    tensor = numpy_helper.from_array(np.arange(4, dtype=np.float32), "w")
+    del tensor.dims[:]
+    tensor.dims.extend([1000, 1000])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["w"], ["y"])], "g", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [tensor]
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    with pytest.raises(InvalidGraph, match="'w'"):
+        InferenceSession(model.SerializeToString())
