@@ -30,6 +30,7 @@ from onnxforge.runtime.options import (
     RunOptions,
     SessionOptions,
 )
+from onnxforge.runtime.ortvalue import OrtValue
 from onnxforge.runtime.registry import kernel
 from onnxforge.runtime.session import InferenceSession
 
@@ -70,6 +71,7 @@ __all__ = [
     "NodeArg",
     "NotImplemented",
     "OnnxForgeError",
+    "OrtValue",
     "RunOptions",
     "SessionOptions",
     "RuntimeException",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import google.protobuf.message
@@ -46,9 +47,8 @@ def _check_proto(proto: onnx.ModelProto, where: str) -> None:
         )
 
 
-def _external_tensors(graph: onnx.GraphProto):
-    for tensor in graph.initializer:
-        yield tensor
+def _external_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    yield from graph.initializer
     for node in graph.node:
         for attr in node.attribute:
             if attr.HasField("t"):
@@ -94,14 +94,20 @@ def check_external_data(proto: onnx.ModelProto, base_dir: Path | None, where: st
             raise InvalidGraph(f"Model from {where}: initializer '{tensor.name}' has negative dims {list(tensor.dims)}")
 
 
-def load_model(source: ModelSource) -> tuple[ir.Model, onnx.ModelProto]:
-    """Load a model for the engine: the onnx-ir model (external data lazily mapped) and the raw proto."""
+def load_model(
+    source: ModelSource, transform: Callable[[onnx.ModelProto], onnx.ModelProto] | None = None
+) -> tuple[ir.Model, onnx.ModelProto]:
+    """Load a model for the engine: the onnx-ir model (external data lazily mapped) and the raw proto.
+
+    ``transform`` rewrites the checked proto before it becomes onnx-ir (the engine expands functions there).
+    """
     proto, base_dir = load_model_proto(source)
     where = str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
     _check_proto(proto, where)
     check_external_data(proto, base_dir, where)
+    graph_proto = transform(proto) if transform is not None else proto
     try:
-        model = ir.serde.deserialize_model(proto)
+        model = ir.serde.deserialize_model(graph_proto)
     except Exception as exc:  # onnx-ir raises plain exceptions for malformed graphs
         raise InvalidGraph(f"Load model from {where} failed: {exc}") from exc
     if base_dir is not None:

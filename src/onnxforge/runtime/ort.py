@@ -22,6 +22,7 @@ from onnxforge.runtime.options import (
     RunOptions,
     SessionOptions,
 )
+from onnxforge.runtime.ortvalue import OrtValue
 from onnxforge.runtime.session import AVAILABLE_PROVIDERS, InferenceSession
 
 __version__ = "1.20.0"  # the ORT API level this namespace follows, for code that checks versions
@@ -74,6 +75,7 @@ def _make_capi() -> tuple[types.ModuleType, types.ModuleType]:
         "ExecutionOrder": ExecutionOrder,
         "NodeArg": NodeArg,
         "ModelMetadata": ModelMetadata,
+        "OrtValue": OrtValue,
     }.items():
         setattr(state, name, obj)
     capi.onnxruntime_pybind11_state = state  # type: ignore[attr-defined]
@@ -106,6 +108,7 @@ __all__ = [
     "InferenceSession",
     "ModelMetadata",
     "NodeArg",
+    "OrtValue",
     "RunOptions",
     "SessionOptions",
     "capi",

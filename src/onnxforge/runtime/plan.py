@@ -149,7 +149,7 @@ class Plan:
     def _run_steps(self, values: list[Any]) -> None:
         index = 0
         try:
-            for index, (call, ins, outs, frees) in enumerate(self.steps):
+            for index, (call, ins, outs, frees) in enumerate(self.steps):  # noqa: B007 - read in except
                 result = call(*[values[i] for i in ins])
                 if type(result) is tuple:
                     for slot, item in zip(outs, result):

@@ -18,12 +18,19 @@ import onnxforge.runtime.kernels  # noqa: F401 - registers the built-in kernels
 from onnxforge._errors import Fail, InvalidArgument
 from onnxforge.ir.dtypes import np_dtype_for, proto_type_string
 from onnxforge.ir.load import ModelSource, load_model
+from onnxforge.runtime.expand import expand_functions
 from onnxforge.runtime.options import ModelMetadata, NodeArg, RunOptions, SessionOptions
+from onnxforge.runtime.ortvalue import OrtValue
 from onnxforge.runtime.plan import Plan, PlanBuilder, Profiler
+from onnxforge.runtime.registry import REGISTRY
 from onnxforge.runtime.threads import blas_threads
 from onnxforge.runtime.typecheck import check_types
 
 AVAILABLE_PROVIDERS = ["CPUExecutionProvider"]
+
+
+def _has_kernel(domain: str, op_type: str, opset: int) -> bool:
+    return REGISTRY.resolve(domain, op_type, opset) is not None
 
 
 class _InputSpec:
@@ -102,7 +109,7 @@ class InferenceSession:
         self._providers = _resolve_providers(providers)
         self._provider_options = {name: {} for name in self._providers}
         self._model_path = path_or_bytes if isinstance(path_or_bytes, (str, os.PathLike)) else None
-        model, proto = load_model(path_or_bytes)
+        model, proto = load_model(path_or_bytes, transform=lambda p: expand_functions(p, _has_kernel))
         self._proto_meta = proto
         check_types(proto, str(self._model_path or "bytes"))
         self._model = model
@@ -238,6 +245,12 @@ class InferenceSession:
         with blas_threads(self._sess_options.intra_op_num_threads):
             results = plan.run(feeds, should_stop=should_stop, profiler=self._profiler)
         return [np.asarray(r) if isinstance(r, np.generic) else r for r in results]
+
+    def run_with_ort_values(
+        self, output_names: Sequence[str] | None, input_dict_ort_values: Mapping[str, OrtValue], run_options: RunOptions | None = None
+    ) -> list[OrtValue]:
+        feed = {name: value.numpy() for name, value in input_dict_ort_values.items()}
+        return [OrtValue(result) for result in self.run(output_names, feed, run_options)]
 
     def _plan_for(self, output_names: Sequence[str] | None) -> Plan:
         if not output_names:

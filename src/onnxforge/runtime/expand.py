@@ -1,0 +1,115 @@
+"""Expand function-bodied ops that have no kernel, and inline model-local functions, before planning.
+
+An op whose onnx schema carries a function body (static, or built from the node's attributes and input
+types) can run as that body. For each node whose (domain, op, opset) has no kernel but has such a body,
+the node is renamed to a private op in a private domain, the body is added as a model-local function of
+that name, and onnx's inliner (``onnx.inliner.inline_local_functions``) does the substitution of inputs,
+outputs and attribute references. Model-local functions the user wrote are inlined the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import onnx
+from onnx import defs
+
+EXPANDED_DOMAIN = "onnxforge.expanded"
+
+HasKernel = Callable[[str, str, int], bool]
+
+
+def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("g"):
+                yield from _graphs(attr.g)
+            for sub in attr.graphs:
+                yield from _graphs(sub)
+
+
+def _value_types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # inference is only a help for context-dependent bodies; carry on without it
+        inferred = model
+    types: dict[str, onnx.TypeProto] = {}
+    for graph in _graphs(inferred.graph):
+        for info in list(graph.input) + list(graph.output) + list(graph.value_info):
+            types[info.name] = info.type
+        for tensor in graph.initializer:
+            types[tensor.name] = onnx.helper.make_tensor_type_proto(tensor.data_type, list(tensor.dims))
+    return types
+
+
+def _body_for(node: onnx.NodeProto, opset: int, types: dict[str, onnx.TypeProto] | None) -> onnx.FunctionProto | None:
+    try:
+        schema = defs.get_schema(node.op_type, opset, node.domain)
+    except defs.SchemaError:
+        return None
+    if schema.has_function:
+        body = schema.get_function_with_opset_version(opset) or schema.function_body
+        return body if body.node else None
+    if schema.has_context_dependent_function and types is not None:
+        input_types = [types.get(name, onnx.TypeProto()) for name in node.input if name]
+        if any(not t.HasField("tensor_type") for t in input_types):
+            return None
+        try:
+            raw = schema.get_context_dependent_function(node.SerializeToString(), [t.SerializeToString() for t in input_types])
+        except Exception:
+            return None
+        body = onnx.FunctionProto()
+        body.ParseFromString(raw)
+        return body if body.node else None
+    return None
+
+
+def _kernelless(model: onnx.ModelProto, opsets: dict[str, int], has_kernel: HasKernel) -> list[onnx.NodeProto]:
+    local = {(f.domain, f.name) for f in model.functions}
+    return [
+        node
+        for graph in _graphs(model.graph)
+        for node in graph.node
+        if (node.domain, node.op_type) not in local
+        and (node.domain or "") in opsets
+        and not has_kernel(node.domain or "", node.op_type, opsets[node.domain or ""])
+    ]
+
+
+def expand_functions(model: onnx.ModelProto, has_kernel: HasKernel) -> onnx.ModelProto:
+    """Return ``model`` with kernel-less function ops expanded and local functions inlined (a copy if changed)."""
+    opsets = {entry.domain or "": entry.version for entry in model.opset_import}
+    if not _kernelless(model, opsets, has_kernel) and not model.functions:
+        return model
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    pending = _kernelless(model, opsets, has_kernel)
+    types: dict[str, onnx.TypeProto] | None = None
+    expanded = 0
+    for index, node in enumerate(pending):
+        opset = opsets[node.domain or ""]
+        body = _body_for(node, opset, None)
+        if body is None:
+            if types is None:
+                types = _value_types(model)
+            body = _body_for(node, opset, types)
+        if body is None:
+            continue  # no body either: the plan reports the missing kernel
+        function = onnx.FunctionProto()
+        function.CopyFrom(body)
+        function.domain = EXPANDED_DOMAIN
+        function.name = f"{node.op_type}_{index}"
+        if not any(o.domain == (node.domain or "") for o in function.opset_import):
+            function.opset_import.append(onnx.helper.make_opsetid(node.domain or "", opset))
+        model.functions.append(function)
+        node.domain, node.op_type = EXPANDED_DOMAIN, function.name
+        expanded += 1
+    if not expanded and not model.functions:
+        return model
+    if not any(o.domain == EXPANDED_DOMAIN for o in model.opset_import) and expanded:
+        model.opset_import.append(onnx.helper.make_opsetid(EXPANDED_DOMAIN, 1))
+    inlined = onnx.inliner.inline_local_functions(model)
+    kept = [o for o in inlined.opset_import if o.domain != EXPANDED_DOMAIN]
+    del inlined.opset_import[:]
+    inlined.opset_import.extend(kept)
+    return inlined
