@@ -19,6 +19,7 @@ from onnxforge._errors import Fail, InvalidArgument
 from onnxforge.ir.dtypes import np_dtype_for, proto_type_string
 from onnxforge.ir.load import ModelSource, load_model
 from onnxforge.runtime.expand import expand_functions
+from onnxforge.runtime.optimizer_hook import optimize_for_level
 from onnxforge.runtime.options import ModelMetadata, NodeArg, RunOptions, SessionOptions
 from onnxforge.runtime.ortvalue import OrtValue
 from onnxforge.runtime.plan import Plan, PlanBuilder, Profiler
@@ -112,8 +113,9 @@ class InferenceSession:
         model, proto = load_model(path_or_bytes, transform=lambda p: expand_functions(p, _has_kernel))
         self._proto_meta = proto
         check_types(proto, str(self._model_path or "bytes"))
-        self._model = model
         self._apply_options(model)
+        model = optimize_for_level(model, self._sess_options.graph_optimization_level)
+        self._model = model
         self._plan = PlanBuilder(model.opset_imports).build(model.graph)
         self._describe_io(model, proto)
         self._pruned: dict[tuple[int, ...], Plan] = {}
