@@ -119,7 +119,7 @@ def test_nested_list_input_is_converted_with_declared_dtype(affine_model: onnx.M
         ({"x": np.zeros((1, 3), np.float32), "z": np.zeros(1)}, "Invalid input name: z"),
         ({"x": np.zeros((1, 3), np.float64)}, r"input 'x'.*Actual: \(tensor\(float64\)\) , expected: \(tensor\(float\)\)"),
         ({"x": np.zeros((1, 3, 1), np.float32)}, "Invalid rank for input: x Got: 3 Expected: 2"),
-        ({"x": np.zeros((1, 4), np.float32)}, r"invalid dimensions for input: x.*index: 1 Got: 4 Expected: 3"),
+        ({"x": np.zeros((1, 4), np.float32)}, r"(?s)invalid dimensions for input: x.*index: 1 Got: 4 Expected: 3"),
     ],
 )
 def test_bad_feeds_raise_invalid_argument(affine_model: onnx.ModelProto, feed: dict, message: str) -> None:
@@ -178,7 +178,8 @@ def test_node_failure_at_run_names_node_op_and_opset() -> None:
         [helper.make_tensor_value_info("c", TensorProto.FLOAT, None)],
     )
     sess = InferenceSession(model)
-    with pytest.raises(Fail, match=r"node 'bad_matmul' \(ai\.onnx::MatMul, opset 17\)"):
+    # ORT says Fail here; a kernel that knows the inputs are at fault may say InvalidArgument.
+    with pytest.raises((Fail, InvalidArgument), match=r"node 'bad_matmul' \(ai\.onnx::MatMul, opset 17\).*3.*4"):
         sess.run(None, {"a": np.zeros((2, 3), np.float32), "b": np.zeros((4, 5), np.float32)})
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import onnx
+import onnx.inliner
 from onnx import defs
 
 EXPANDED_DOMAIN = "onnxforge.expanded"

@@ -1,6 +1,14 @@
-"""Type checking at load: onnx's strict type inference, so a type an op does not allow fails early."""
+"""Type checking at load: onnx's strict type inference, so a type an op does not allow fails early.
+
+onnx's inference wants a topologically sorted graph and serialises the whole model into C++. So it runs on a
+light view of the model: nodes sorted (real exported models are sometimes unsorted, and the engine sorts
+them too), and large initializers turned into typed graph inputs, so weights are never copied. Small
+initializers stay, because shape inference reads their values (Reshape's target shape, for instance).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import onnx
 
@@ -8,15 +16,74 @@ from onnxforge._errors import InvalidGraph
 
 # Problems that are not type errors: the engine reports unknown ops itself, with NotImplemented.
 _NOT_TYPE_ERRORS = ("No Op registered", "No opset import for domain", "is not a registered function/op")
-_PROTOBUF_LIMIT = 2**31 - 1
+_KEEP_INITIALIZER_ELEMENTS = 4096
+
+
+def _subgraph_reads(node: onnx.NodeProto) -> set[str]:
+    """Names a node's subgraphs read from enclosing scopes (onnx-ir knows this too, but on its own IR)."""
+    reads: set[str] = set()
+    for attr in node.attribute:
+        for graph in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+            defined = {v.name for v in graph.input} | {t.name for t in graph.initializer}
+            for inner in graph.node:
+                defined.update(inner.output)
+            for inner in graph.node:
+                reads.update(name for name in inner.input if name and name not in defined)
+                reads.update(name for name in _subgraph_reads(inner) if name not in defined)
+    return reads
+
+
+def _sorted_nodes(nodes: Iterable[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto]:
+    """Kahn's order over the node list; nodes left in a cycle are appended as they are (inference reports them)."""
+    pending = list(nodes)
+    produced_by_graph = {name for node in pending for name in node.output}
+    ordered: list[onnx.NodeProto] = []
+    known = set(available)
+    progress = True
+    while pending and progress:
+        progress = False
+        rest = []
+        for node in pending:
+            needs = {n for n in node.input if n} | _subgraph_reads(node)
+            if all(name in known or name not in produced_by_graph for name in needs):
+                ordered.append(node)
+                known.update(node.output)
+                progress = True
+            else:
+                rest.append(node)
+        pending = rest
+    return ordered + pending
+
+
+def _inference_view(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """What inference needs: opsets, functions, and the graph sorted, with large weights as typed inputs."""
+    view = onnx.ModelProto(ir_version=proto.ir_version)
+    view.opset_import.extend(proto.opset_import)
+    view.functions.extend(proto.functions)
+    source, graph = proto.graph, view.graph
+    graph.name = source.name
+    graph.input.extend(source.input)
+    graph.output.extend(source.output)
+    graph.value_info.extend(source.value_info)
+    graph.sparse_initializer.extend(source.sparse_initializer)
+    input_names = {v.name for v in source.input}
+    for tensor in source.initializer:
+        count = 1
+        for dim in tensor.dims:
+            count *= dim
+        if count <= _KEEP_INITIALIZER_ELEMENTS and tensor.data_location != onnx.TensorProto.EXTERNAL:
+            graph.initializer.append(tensor)
+        elif tensor.name not in input_names:
+            graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
+    available = input_names | {t.name for t in source.initializer}
+    graph.node.extend(_sorted_nodes(source.node, available))
+    return view
 
 
 def check_types(proto: onnx.ModelProto, where: str) -> None:
     """Raise InvalidGraph when onnx's type inference rejects the graph (as ORT does at load)."""
-    if proto.ByteSize() >= _PROTOBUF_LIMIT:
-        return  # onnx cannot serialise it for inference; the kernels still check their inputs
     try:
-        onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True)
+        onnx.shape_inference.infer_shapes(_inference_view(proto), check_type=True, strict_mode=True)
     except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as exc:
         message = str(exc)
         if any(marker in message for marker in _NOT_TYPE_ERRORS):
