@@ -245,3 +245,45 @@ def test_many_threads_share_one_session_bit_identically() -> None:
     for k, outs in results.items():
         for j, out in enumerate(outs):
             assert np.array_equal(out, expected[(k + j) % 8])
+
+
+def _if_model() -> onnx.ModelProto:
+    branch = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["r"], name="inner_relu")], "branch", [], [helper.make_tensor_value_info("r", TensorProto.FLOAT, [2])]
+    )
+    return make_model(
+        [helper.make_node("If", ["c"], ["y"], name="outer_if", then_branch=branch, else_branch=branch)],
+        [helper.make_tensor_value_info("c", TensorProto.BOOL, []), helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+    )
+
+
+def test_profiling_and_terminate_reach_subgraph_nodes(tmp_path) -> None:
+    import json
+
+    opts = SessionOptions()
+    opts.enable_profiling = True
+    opts.profile_file_prefix = str(tmp_path / "prof")
+    sess = InferenceSession(_if_model(), sess_options=opts)
+    (y,) = sess.run(None, {"c": np.array(True), "x": np.array([-1.0, 2.0], np.float32)})
+    np.testing.assert_array_equal(y, [0.0, 2.0])
+    names = {e["name"] for e in json.loads(open(sess.end_profiling()).read())}
+    assert names == {"outer_if_kernel_time", "inner_relu_kernel_time"}
+
+    class StopOnSecondLook(RunOptions):
+        """The outer If starts; the flag is seen set when the branch's first node is about to run."""
+
+        looks = 0
+
+        @property
+        def terminate(self) -> bool:
+            StopOnSecondLook.looks += 1
+            return StopOnSecondLook.looks > 2  # look 1: run() itself, look 2: before the If
+
+        @terminate.setter
+        def terminate(self, value: bool) -> None:
+            pass
+
+    with pytest.raises(Fail, match="terminate"):
+        InferenceSession(_if_model()).run(None, {"c": np.array(True), "x": np.ones(2, np.float32)}, StopOnSecondLook())
+    assert StopOnSecondLook.looks == 3

@@ -12,6 +12,7 @@ any depth.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +28,11 @@ from onnxforge.runtime.registry import REGISTRY, KernelDef, Registry, canonical_
 _DISCARD = 0  # slot that receives outputs the node leaves unnamed
 _NONE = 1  # slot that always holds None, for omitted optional inputs
 _FIRST_SLOT = 2
+
+# The terminate check and profiler of the run in progress, so sub-plans run by control-flow kernels see them.
+_OBSERVERS: contextvars.ContextVar[tuple[Callable[[], bool] | None, Profiler | None]] = contextvars.ContextVar(
+    "onnxforge_run_observers", default=(None, None)
+)
 
 Step = tuple[Callable[..., Any], tuple[int, ...], tuple[int, ...], tuple[int, ...]]
 
@@ -141,9 +147,16 @@ class Plan:
             for value_ref, slot in self.captures:
                 values[slot] = outer[value_ref]
         if should_stop is None and profiler is None:
+            # A sub-plan (If/Loop/Scan body) inherits its run's observers.
+            should_stop, profiler = _OBSERVERS.get()
+        if should_stop is None and profiler is None:
             self._run_steps(values)
         else:
-            self._run_steps_observed(values, should_stop, profiler)
+            token = _OBSERVERS.set((should_stop, profiler))
+            try:
+                self._run_steps_observed(values, should_stop, profiler)
+            finally:
+                _OBSERVERS.reset(token)
         return [values[slot] for slot in self.output_slots]
 
     def _run_steps(self, values: list[Any]) -> None:
