@@ -50,20 +50,38 @@ def _body_for(node: onnx.NodeProto, opset: int, types: dict[str, onnx.TypeProto]
     except defs.SchemaError:
         return None
     if schema.has_function:
-        body = schema.get_function_with_opset_version(opset) or schema.function_body
-        return body if body.node else None
+        version = _body_version(schema.function_opset_versions, opset)
+        raw = schema.get_function_with_opset_version(version) if version else schema.function_body.SerializeToString()
+        return _parse_body(raw)
     if schema.has_context_dependent_function and types is not None:
         input_types = [types.get(name, onnx.TypeProto()) for name in node.input if name]
         if any(not t.HasField("tensor_type") for t in input_types):
             return None
+        version = _body_version(schema.context_dependent_function_opset_versions, opset)
+        encoded_types = [t.SerializeToString() for t in input_types]
         try:
-            raw = schema.get_context_dependent_function(node.SerializeToString(), [t.SerializeToString() for t in input_types])
-        except Exception:
+            if version:
+                raw = schema.get_context_dependent_function_with_opset_version(
+                    version, node.SerializeToString(), encoded_types
+                )
+            else:
+                raw = schema.get_context_dependent_function(node.SerializeToString(), encoded_types)
+        except Exception:  # onnx refuses to build a body for these inputs: leave the node to the plan
             return None
-        body = onnx.FunctionProto()
-        body.ParseFromString(raw)
-        return body if body.node else None
+        return _parse_body(raw)
     return None
+
+
+def _body_version(versions: list[int], opset: int) -> int | None:
+    """The newest version of a function body that is not newer than the model's opset."""
+    usable = [v for v in versions if v <= opset]
+    return max(usable) if usable else None
+
+
+def _parse_body(raw: bytes) -> onnx.FunctionProto | None:
+    body = onnx.FunctionProto()
+    body.ParseFromString(raw)
+    return body if body.node else None
 
 
 def _kernelless(model: onnx.ModelProto, opsets: dict[str, int], has_kernel: HasKernel) -> list[onnx.NodeProto]:

@@ -76,6 +76,14 @@ def assert_similar(expected: Any, actual: Any, rtol: float, atol: float) -> None
     np.testing.assert_allclose(actual.astype(np.float64), expected.astype(np.float64), rtol=rtol, atol=atol)
 
 
+def _normalize(value: Any) -> Any:
+    import onnx
+
+    if isinstance(value, onnx.TensorProto):
+        return onnx.numpy_helper.to_array(value)
+    return value
+
+
 def run_case(case: Any) -> CaseResult:
     from onnxforge._errors import OnnxForgeError
     from onnxforge.runtime.session import InferenceSession
@@ -85,7 +93,10 @@ def run_case(case: Any) -> CaseResult:
         session = InferenceSession(case.model.SerializeToString())
         input_names = [v.name for v in case.model.graph.input]
         output_names = [v.name for v in case.model.graph.output]
-        for inputs, outputs in case.data_sets:
+        for raw_inputs, raw_outputs in case.data_sets:
+            # onnx hands some values over as TensorProto (float8, int4, ...), as its runner normalises too.
+            inputs = [_normalize(value) for value in raw_inputs]
+            outputs = [_normalize(value) for value in raw_outputs]
             feed = dict(zip(input_names, inputs))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
