@@ -72,6 +72,19 @@ def _body_for(node: onnx.NodeProto, opset: int, types: dict[str, onnx.TypeProto]
     return None
 
 
+def _add_default_attributes(node: onnx.NodeProto, opset: int) -> None:
+    """Spell out the schema's attribute defaults on the node: body attributes refer to them by name, and the
+    schema's function bodies do not carry the defaults themselves, so the inliner would drop them."""
+    schema = defs.get_schema(node.op_type, opset, node.domain)
+    present = {attr.name for attr in node.attribute}
+    for name, spec in schema.attributes.items():
+        if name not in present and spec.default_value.type != onnx.AttributeProto.UNDEFINED:
+            default = onnx.AttributeProto()
+            default.CopyFrom(spec.default_value)
+            default.name = name
+            node.attribute.append(default)
+
+
 def _body_version(versions: list[int], opset: int) -> int | None:
     """The newest version of a function body that is not newer than the model's opset."""
     usable = [v for v in versions if v <= opset]
@@ -114,6 +127,7 @@ def expand_functions(model: onnx.ModelProto, has_kernel: HasKernel) -> onnx.Mode
             body = _body_for(node, opset, types)
         if body is None:
             continue  # no body either: the plan reports the missing kernel
+        _add_default_attributes(node, opset)
         function = onnx.FunctionProto()
         function.CopyFrom(body)
         function.domain = EXPANDED_DOMAIN
