@@ -226,6 +226,8 @@ class _GraphCompiler:
         self.steps: list[Step] = []
         self.infos: list[NodeInfo] = []
         self.step_inputs: list[tuple[int, ...]] = []
+        # Slots whose value is known at build time: initializers that are not inputs, folded Constant nodes.
+        self.constant_slots: set[int] = set()
 
     def _new_slot(self, value: ir.Value | None, initial: Any = None) -> int:
         slot = len(self.template)
@@ -258,7 +260,7 @@ class _GraphCompiler:
             if value in self.slots:  # an initializer that is also an input: its default
                 self.template[self.slots[value]] = array
             else:
-                self._new_slot(value, array)
+                self.constant_slots.add(self._new_slot(value, array))
         for node in graph:
             self._compile_node(node)
         output_slots = [self._slot_for_input(value, f"graph output '{value.name}'") for value in graph.outputs]
@@ -343,20 +345,12 @@ class _GraphCompiler:
         self, node: ir.Node, kdef: KernelDef, info: NodeInfo, attrs: dict[str, Any], in_slots: list[int]
     ) -> Callable[..., Any]:
         if kdef.prepare is not None:
-            constants = [self.template[s] if s in self._constant_slots() else None for s in in_slots]
+            constants = [self.template[s] if s in self.constant_slots else None for s in in_slots]
             plain_attrs = {k: v for k, v in attrs.items() if k not in ("_outer",)}
             prepared = kdef.prepare(constants, **plain_attrs)
             if prepared is not None:
                 return prepared
         return functools.partial(kdef.fn, **attrs) if attrs else kdef.fn
-
-    def _constant_slots(self) -> set[int]:
-        produced = {slot for _, _, outs, _ in self.steps for slot in outs}
-        inputs = {self.slots[v] for v in self.graph.inputs if v in self.slots}
-        captured = {slot for _, slot in self.captures}
-        return {
-            slot for slot, initial in enumerate(self.template) if initial is not None
-        } - produced - inputs - captured
 
     def _fold_constant(self, call: Callable[..., Any], info: NodeInfo, out_slots: tuple[int, ...]) -> None:
         try:
@@ -364,6 +358,7 @@ class _GraphCompiler:
         except Exception as exc:
             raise InvalidGraph(f"{info.describe()}: cannot evaluate the constant: {exc}") from exc
         self.template[out_slots[0]] = result
+        self.constant_slots.add(out_slots[0])
 
     def _assign_frees(self, keep: set[int]) -> None:
         last_use: dict[int, int] = {}

@@ -244,7 +244,8 @@ class InferenceSession:
         if run_options is not None and run_options.terminate:
             raise Fail("Exiting due to terminate flag being set to true.")
         should_stop = (lambda: run_options.terminate) if run_options is not None else None
-        with blas_threads(self._sess_options.intra_op_num_threads):
+        # NumPy warns on log(0), x/0 and the like; ORT is silent and so are we (the values follow IEEE).
+        with blas_threads(self._sess_options.intra_op_num_threads), np.errstate(all="ignore"):
             results = plan.run(feeds, should_stop=should_stop, profiler=self._profiler)
         return [np.asarray(r) if isinstance(r, np.generic) else r for r in results]
 
