@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import onnxforge
-from onnxforge import InferenceSession, NotImplemented, SessionOptions, kernel
+from onnxforge import InferenceSession, InvalidGraph, NotImplemented, SessionOptions, kernel
 from onnxforge.runtime.threads import current_blas_threads
 
 SEEN_THREADS: list[int] = []
@@ -47,6 +47,15 @@ def test_custom_python_op_runs_end_to_end_with_its_attribute() -> None:
 def test_custom_op_with_unknown_attribute_fails_at_load() -> None:
     with pytest.raises(NotImplemented, match="attribute 'shift'"):
         InferenceSession(_custom_model("ScaledTanh", shift=1.0))
+
+
+def test_custom_op_missing_a_required_attribute_fails_at_load() -> None:
+    @kernel("NeedsScale", since=1, domain="test.onnxforge")
+    def NeedsScale(x: np.ndarray, *, scale: float) -> np.ndarray:
+        return x * scale
+
+    with pytest.raises(InvalidGraph, match=r"NeedsScale.*required attribute\(s\) \['scale'\] missing"):
+        InferenceSession(_custom_model("NeedsScale"))
 
 
 def test_unregistered_custom_op_fails_at_load_naming_domain() -> None:

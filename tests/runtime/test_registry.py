@@ -62,3 +62,14 @@ def test_unknown_context_parameter_is_refused() -> None:
         @kernel("Bad", since=1, registry=Registry())
         def bad(x: np.ndarray, *, _bogus: int = 0) -> np.ndarray:
             return x
+
+
+def test_keyword_only_attributes_without_default_are_required() -> None:
+    registry = Registry()
+
+    @kernel("NeedsTo", since=1, registry=registry)
+    def needs_to(x: np.ndarray, *, to: int, saturate: int = 1) -> np.ndarray:
+        return x
+
+    kdef = registry.resolve("", "NeedsTo", 1)
+    assert kdef is not None and kdef.required == frozenset({"to"}) and kdef.attributes == {"to", "saturate"}

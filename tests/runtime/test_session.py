@@ -287,3 +287,13 @@ def test_profiling_and_terminate_reach_subgraph_nodes(tmp_path) -> None:
     with pytest.raises(Fail, match="terminate"):
         InferenceSession(_if_model()).run(None, {"c": np.array(True), "x": np.ones(2, np.float32)}, StopOnSecondLook())
     assert StopOnSecondLook.looks == 3
+
+
+def test_missing_required_attribute_fails_at_load() -> None:
+    model = make_model(
+        [helper.make_node("Cast", ["x"], ["y"], name="cast_without_to")],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    with pytest.raises(InvalidGraph, match=r"(?s)Cast.*cast_without_to.*attribute to"):
+        InferenceSession(model)

@@ -306,6 +306,9 @@ class _GraphCompiler:
             if attr.is_ref():
                 raise InvalidGraph(f"{info.describe()}: attribute '{attr_name}' refers to a function attribute outside a function")
             attrs[attr_name] = self._attribute_value(attr, captured)
+        missing = sorted(kdef.required - set(attrs))
+        if missing:
+            raise InvalidGraph(f"{info.describe()}: required attribute(s) {missing} missing")
         if "_num_outputs" in kdef.context:
             attrs["_num_outputs"] = len(node.outputs)
         if "_opset" in kdef.context:

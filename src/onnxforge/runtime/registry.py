@@ -41,6 +41,7 @@ class KernelDef:
     since: int
     fn: Callable[..., Any]
     attributes: frozenset[str]
+    required: frozenset[str]
     context: frozenset[str]
     accepts_any_attribute: bool
     prepare: Callable[..., Callable[..., Any] | None] | None = field(default=None, compare=False)
@@ -80,8 +81,9 @@ class Registry:
 REGISTRY = Registry()
 
 
-def _describe(fn: Callable[..., Any]) -> tuple[frozenset[str], frozenset[str], bool]:
+def _describe(fn: Callable[..., Any]) -> tuple[frozenset[str], frozenset[str], frozenset[str], bool]:
     attributes: set[str] = set()
+    required: set[str] = set()
     context: set[str] = set()
     any_attribute = False
     for param in inspect.signature(fn).parameters.values():
@@ -94,7 +96,9 @@ def _describe(fn: Callable[..., Any]) -> tuple[frozenset[str], frozenset[str], b
                 context.add(param.name)
             else:
                 attributes.add(param.name)
-    return frozenset(attributes), frozenset(context), any_attribute
+                if param.default is inspect.Parameter.empty:
+                    required.add(param.name)
+    return frozenset(attributes), frozenset(required), frozenset(context), any_attribute
 
 
 def kernel(
@@ -113,8 +117,10 @@ def kernel(
     """
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-        attributes, context, any_attribute = _describe(fn)
-        kdef = KernelDef(op_type, canonical_domain(domain), since, fn, attributes, context, any_attribute, prepare)
+        attributes, required, context, any_attribute = _describe(fn)
+        kdef = KernelDef(
+            op_type, canonical_domain(domain), since, fn, attributes, required, context, any_attribute, prepare
+        )
         (registry or REGISTRY).add(kdef)
         return fn
 

@@ -1,0 +1,280 @@
+"""Conv and ConvTranspose against onnx's reference evaluator and onnxruntime on generated geometries.
+
+Shapes, strides, pads, dilations, groups (including depthwise with a channel multiplier), auto_pad and
+kernel sizes are drawn by hypothesis; weights are either initializers (the pre-packed ``prepare`` path)
+or graph inputs (the plain kernel). The reference's ConvTranspose mishandles groups, so those cases are
+checked against onnxruntime. The helpers here are shared by the other kernel-family tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from onnx import helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from onnxforge import InferenceSession, InvalidArgument
+
+try:
+    import onnxruntime as _ort
+
+    # A test elsewhere may install onnxforge's onnxruntime shim; comparing against ourselves proves nothing.
+    ORT: Any = _ort if _ort.__name__ == "onnxruntime" else None
+except ImportError:  # pragma: no cover - onnxruntime is a dev dependency
+    ORT = None
+
+needs_ort = pytest.mark.skipif(ORT is None, reason="needs the real onnxruntime")
+seeds = st.integers(0, 2**32 - 1)
+TOLERANCE = {np.float16: 1e-2, np.float32: 1e-4, np.float64: 1e-10}
+
+
+def node_model(
+    op: str,
+    inputs: list[tuple[str, np.ndarray | None, bool]],
+    outputs: int | list[str] = 1,
+    opset: int = 22,
+    output_dtypes: list[Any] | None = None,
+    **attrs: Any,
+) -> onnx.ModelProto:
+    """A one-node model; inputs are (name, value, is_initializer), a None value is an omitted input.
+
+    Graph inputs and outputs carry element types (outputs default to the first input's) but no shapes, so
+    the kernels' own checks are what runs.
+    """
+    names = [name if value is not None else "" for name, value, _ in inputs]
+    while names and not names[-1]:
+        names.pop()
+    out_names = [f"out{i}" for i in range(outputs)] if isinstance(outputs, int) else outputs
+    node = helper.make_node(op, names, out_names, **attrs)
+    graph_inputs, initializers = [], []
+    for name, value, constant in inputs:
+        if value is None:
+            continue
+        if constant:
+            initializers.append(numpy_helper.from_array(value, name))
+        else:
+            graph_inputs.append(helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(value.dtype), None))
+    first = next(value for _, value, _ in inputs if value is not None)
+    types = output_dtypes or [first.dtype] * len(out_names)
+    graph_outputs = [
+        helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(np.dtype(t)), None)
+        for name, t in zip(out_names, types)
+    ]
+    graph = helper.make_graph([node], f"{op.lower()}_test", graph_inputs, graph_outputs, initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 10 if opset >= 21 else 8
+    return model
+
+
+def feeds_of(inputs: list[tuple[str, np.ndarray | None, bool]]) -> dict[str, np.ndarray]:
+    return {name: value for name, value, constant in inputs if value is not None and not constant}
+
+
+def run_ours(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[Any]:
+    return InferenceSession(model.SerializeToString()).run(None, feeds)
+
+
+def run_reference(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[Any]:
+    return list(ReferenceEvaluator(model).run(None, feeds))
+
+
+def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[Any]:
+    options = ORT.SessionOptions()
+    options.graph_optimization_level = ORT.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ORT.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def assert_matches(got: np.ndarray, want: np.ndarray, dtype: Any, tolerance: float | None = None) -> None:
+    """Same dtype (the declared one) and shape, values within a dtype-scaled tolerance."""
+    assert isinstance(got, np.ndarray)
+    assert got.dtype == np.dtype(dtype), f"dtype {got.dtype}, expected {np.dtype(dtype)}"
+    assert got.shape == np.shape(want), f"shape {got.shape}, expected {np.shape(want)}"
+    tol = TOLERANCE.get(np.dtype(dtype).type, 1e-4) if tolerance is None else tolerance
+    scale = max(1.0, float(np.max(np.abs(np.asarray(want, dtype=np.float64))))) if np.size(want) else 1.0
+    np.testing.assert_allclose(got.astype(np.float64), np.asarray(want, dtype=np.float64), rtol=tol, atol=tol * scale)
+
+
+def random(rng: np.random.Generator, shape: tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
+    return rng.uniform(-1, 1, size=shape).astype(dtype)
+
+
+@st.composite
+def conv_cases(draw: st.DrawFn) -> dict[str, Any]:
+    rank = draw(st.integers(1, 3))
+    limit = 3 if rank < 3 else 2
+    depthwise = draw(st.booleans())
+    if depthwise:
+        group, cg = draw(st.integers(2, 4)), 1
+    else:
+        group, cg = draw(st.sampled_from([1, 1, 2, 3])), draw(st.integers(1, 3))
+    kernel = [draw(st.integers(1, limit)) for _ in range(rank)]
+    strides = [draw(st.integers(1, 3)) for _ in range(rank)]
+    dilations = [draw(st.integers(1, 2)) for _ in range(rank)]
+    auto_pad = draw(st.sampled_from(["NOTSET", "NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"]))
+    pads = [draw(st.integers(0, 2)) for _ in range(2 * rank)] if auto_pad == "NOTSET" else [0] * 2 * rank
+    spatial = []
+    for i in range(rank):
+        span = dilations[i] * (kernel[i] - 1) + 1
+        low = max(1, span - pads[i] - pads[i + rank]) if auto_pad in ("NOTSET", "VALID") else 1
+        spatial.append(draw(st.integers(low, low + (6 if rank < 3 else 3))))
+    return {
+        "batch": draw(st.integers(1, 2)),
+        "group": group,
+        "cg": cg,
+        "mg": draw(st.integers(1, 3)),
+        "kernel": kernel,
+        "strides": strides,
+        "dilations": dilations,
+        "auto_pad": auto_pad,
+        "pads": pads,
+        "spatial": spatial,
+        "dtype": draw(st.sampled_from([np.float32, np.float32, np.float64, np.float16])),
+        "constant_weight": draw(st.booleans()),
+        "bias": draw(st.booleans()),
+        "explicit_kernel_shape": draw(st.booleans()),
+        "seed": draw(seeds),
+    }
+
+
+def conv_attributes(case: dict[str, Any]) -> dict[str, Any]:
+    attrs: dict[str, Any] = {"strides": case["strides"], "dilations": case["dilations"], "group": case["group"]}
+    if case["auto_pad"] == "NOTSET":
+        attrs["pads"] = case["pads"]
+    else:
+        attrs["auto_pad"] = case["auto_pad"]
+    if case["explicit_kernel_shape"]:
+        attrs["kernel_shape"] = case["kernel"]
+    return attrs
+
+
+@settings(max_examples=30, deadline=None)
+@given(conv_cases())
+def test_conv_matches_reference(case: dict[str, Any]) -> None:
+    rng = np.random.default_rng(case["seed"])
+    dtype, group = case["dtype"], case["group"]
+    x = random(rng, (case["batch"], group * case["cg"], *case["spatial"]), dtype)
+    w = random(rng, (group * case["mg"], case["cg"], *case["kernel"]), dtype)
+    b = random(rng, (group * case["mg"],), dtype) if case["bias"] else None
+    inputs = [("X", x, False), ("W", w, case["constant_weight"]), ("B", b, case["constant_weight"])]
+    model = node_model("Conv", inputs, **conv_attributes(case))
+    # The reference runs in float32 for float16 inputs, so the check measures our rounding, not its.
+    wide = [(name, None if v is None else v.astype(np.float32) if dtype == np.float16 else v, c) for name, v, c in inputs]
+    expected = run_reference(node_model("Conv", wide, **conv_attributes(case)), feeds_of(wide))[0]
+    (got,) = run_ours(model, feeds_of(inputs))
+    assert_matches(got, expected, dtype)
+
+
+@st.composite
+def conv_transpose_cases(draw: st.DrawFn) -> dict[str, Any]:
+    rank = draw(st.integers(1, 3))
+    limit = 3 if rank < 3 else 2
+    kernel = [draw(st.integers(1, limit)) for _ in range(rank)]
+    strides = [draw(st.integers(1, 3)) for _ in range(rank)]
+    dilations = [draw(st.integers(1, 2)) for _ in range(rank)]
+    mode = draw(st.sampled_from(["pads", "pads", "output_shape", "SAME_UPPER", "SAME_LOWER", "VALID"]))
+    spatial = [draw(st.integers(1, 5 if rank < 3 else 3)) for _ in range(rank)]
+    output_padding = [draw(st.integers(0, s - 1)) for s in strides]
+    full = [s * (n - 1) + op + d * (k - 1) + 1 for s, n, op, d, k in zip(strides, spatial, output_padding, dilations, kernel)]
+    pads = [0] * (2 * rank)
+    if mode == "pads":
+        for i in range(rank):
+            pads[i] = draw(st.integers(0, min(2, (full[i] - 1) // 2)))
+            pads[i + rank] = draw(st.integers(0, min(2, full[i] - 1 - pads[i])))
+    output_shape = [draw(st.integers(max(1, f - 2), f)) for f in full] if mode == "output_shape" else None
+    return {
+        "batch": draw(st.integers(1, 2)),
+        "group": draw(st.sampled_from([1, 1, 2, 3])),
+        "cg": draw(st.integers(1, 3)),
+        "mg": draw(st.integers(1, 3)),
+        "kernel": kernel,
+        "strides": strides,
+        "dilations": dilations,
+        "mode": mode,
+        "pads": pads,
+        "output_padding": output_padding if mode != "output_shape" else [0] * rank,
+        "output_shape": output_shape,
+        "spatial": spatial,
+        "dtype": draw(st.sampled_from([np.float32, np.float64])),
+        "constant_weight": draw(st.booleans()),
+        "bias": draw(st.booleans()),
+        "seed": draw(seeds),
+    }
+
+
+def conv_transpose_model(case: dict[str, Any], rng: np.random.Generator) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    dtype, group = case["dtype"], case["group"]
+    x = random(rng, (case["batch"], group * case["cg"], *case["spatial"]), dtype)
+    w = random(rng, (group * case["cg"], case["mg"], *case["kernel"]), dtype)
+    b = random(rng, (group * case["mg"],), dtype) if case["bias"] else None
+    attrs: dict[str, Any] = {"strides": case["strides"], "dilations": case["dilations"], "group": group}
+    if any(case["output_padding"]):
+        attrs["output_padding"] = case["output_padding"]
+    if case["mode"] == "pads":
+        attrs["pads"] = case["pads"]
+    elif case["mode"] == "output_shape":
+        attrs["output_shape"] = case["output_shape"]
+    else:
+        attrs["auto_pad"] = case["mode"]
+    inputs = [("X", x, False), ("W", w, case["constant_weight"]), ("B", b, case["constant_weight"])]
+    return node_model("ConvTranspose", inputs, **attrs), feeds_of(inputs)
+
+
+@needs_ort
+@settings(max_examples=30, deadline=None)
+@given(conv_transpose_cases())
+def test_conv_transpose_matches_onnxruntime(case: dict[str, Any]) -> None:
+    case = {**case, "dtype": np.float32}  # onnxruntime's CPU ConvTranspose is float32-only
+    model, feeds = conv_transpose_model(case, np.random.default_rng(case["seed"]))
+    (got,) = run_ours(model, feeds)
+    assert_matches(got, run_ort(model, feeds)[0], case["dtype"])
+
+
+@settings(max_examples=20, deadline=None)
+@given(conv_transpose_cases())
+def test_conv_transpose_matches_reference_without_groups(case: dict[str, Any]) -> None:
+    case = {**case, "group": 1}
+    if case["mode"] == "output_shape":
+        case["mode"] = "pads"  # the reference cannot crop to an output_shape smaller than its full result
+    spans = [d * (k - 1) + 1 + op for d, k, op in zip(case["dilations"], case["kernel"], case["output_padding"])]
+    if case["mode"].startswith("SAME") and any(span < s for span, s in zip(spans, case["strides"])):
+        # A negative SAME total pad: the reference pads to in * strides, onnxruntime (and we) do not.
+        case["mode"] = "VALID"
+    model, feeds = conv_transpose_model(case, np.random.default_rng(case["seed"]))
+    (got,) = run_ours(model, feeds)
+    assert_matches(got, run_reference(model, feeds)[0], case["dtype"])
+
+
+@pytest.mark.parametrize("opset", [7, 11, 22])
+def test_conv_paths_agree_across_opsets(opset: int) -> None:
+    """1x1, depthwise (multiplier 2) and general convs give the same answers through both code paths."""
+    rng = np.random.default_rng(0)
+    x = random(rng, (2, 4, 7, 6))
+    for w, group in ((random(rng, (6, 4, 1, 1)), 1), (random(rng, (8, 1, 3, 3)), 4), (random(rng, (6, 2, 3, 2)), 2)):
+        attrs = {"group": group, "pads": [1, 0, 1, 1], "strides": [2, 1]}
+        constant = run_ours(node_model("Conv", [("X", x, False), ("W", w, True)], opset=opset, **attrs), {"X": x})[0]
+        plain = run_ours(node_model("Conv", [("X", x, False), ("W", w, False)], opset=opset, **attrs), {"X": x, "W": w})[0]
+        expected = run_reference(node_model("Conv", [("X", x, False), ("W", w, False)], opset=opset, **attrs), {"X": x, "W": w})[0]
+        assert_matches(constant, expected, np.float32)
+        assert_matches(plain, expected, np.float32)
+
+
+def test_conv_rejects_channel_mismatch() -> None:
+    x = np.zeros((1, 3, 5, 5), np.float32)
+    w = np.zeros((4, 2, 3, 3), np.float32)
+    with pytest.raises(InvalidArgument, match="channels"):
+        run_ours(node_model("Conv", [("X", x, False), ("W", w, True)]), {"X": x})
+
+
+def test_conv_large_batch_is_banded_consistently() -> None:
+    """A batch and image big enough for several im2col bands per item matches the reference."""
+    rng = np.random.default_rng(1)
+    x = random(rng, (3, 16, 40, 40))
+    w = random(rng, (8, 16, 3, 3))
+    model = node_model("Conv", [("X", x, False), ("W", w, True)], pads=[1, 1, 1, 1])
+    expected = run_reference(node_model("Conv", [("X", x, False), ("W", w, False)], pads=[1, 1, 1, 1]), {"X": x, "W": w})
+    assert_matches(run_ours(model, {"X": x})[0], expected[0], np.float32)
