@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from onnxforge._errors import OnnxForgeError
+from onnxforge.cli import conformance as conformance_cmd
 from onnxforge.cli import demo as demo_cmd
 from onnxforge.cli import exec as exec_cmd
 from onnxforge.cli import info as info_cmd
@@ -82,6 +83,7 @@ def _global_options(
 app.command("demo")(guarded(demo_cmd.demo))
 app.command("run")(guarded(run_cmd.run))
 app.command("info")(guarded(info_cmd.info))
+app.command("conformance")(guarded(conformance_cmd.conformance))
 app.command(
     "exec",
     # Everything after the command name belongs to CMD, including options like `python -c ...`.
