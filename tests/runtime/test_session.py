@@ -297,3 +297,17 @@ def test_missing_required_attribute_fails_at_load() -> None:
     )
     with pytest.raises(InvalidGraph, match=r"(?s)Cast.*cast_without_to.*attribute to"):
         InferenceSession(model)
+
+
+def test_output_that_is_a_weight_is_writable() -> None:
+    model = make_model(
+        [helper.make_node("Identity", ["w"], ["y"])],
+        [],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+        [onnx.numpy_helper.from_array(np.array([1.0, 2.0], np.float32), "w")],
+    )
+    sess = InferenceSession(model)
+    (first,) = sess.run(None, {})
+    first[0] = 100.0
+    (second,) = sess.run(None, {})
+    np.testing.assert_array_equal(second, [1.0, 2.0])

@@ -75,6 +75,15 @@ class _InputSpec:
         return value
 
 
+def _as_output(value: Any) -> Any:
+    """What the caller gets: an ndarray they may write to (an output can be a view of a read-only weight)."""
+    if isinstance(value, np.generic):
+        return np.asarray(value)
+    if isinstance(value, np.ndarray) and not value.flags.writeable:
+        return value.copy()
+    return value
+
+
 def _dims(value: ir.Value) -> list[int | str | None] | None:
     if value.shape is None:
         return None
@@ -247,7 +256,7 @@ class InferenceSession:
         # NumPy warns on log(0), x/0 and the like; ORT is silent and so are we (the values follow IEEE).
         with blas_threads(self._sess_options.intra_op_num_threads), np.errstate(all="ignore"):
             results = plan.run(feeds, should_stop=should_stop, profiler=self._profiler)
-        return [np.asarray(r) if isinstance(r, np.generic) else r for r in results]
+        return [_as_output(r) for r in results]
 
     def run_with_ort_values(
         self, output_names: Sequence[str] | None, input_dict_ort_values: Mapping[str, OrtValue], run_options: RunOptions | None = None

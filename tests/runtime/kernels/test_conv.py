@@ -19,6 +19,7 @@ from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from onnxforge import InferenceSession, InvalidArgument
+from onnxforge.runtime.kernels import conv as conv_module
 
 try:
     import onnxruntime as _ort
@@ -163,7 +164,9 @@ def test_conv_matches_reference(case: dict[str, Any]) -> None:
     inputs = [("X", x, False), ("W", w, case["constant_weight"]), ("B", b, case["constant_weight"])]
     model = node_model("Conv", inputs, **conv_attributes(case))
     # The reference runs in float32 for float16 inputs, so the check measures our rounding, not its.
-    wide = [(name, None if v is None else v.astype(np.float32) if dtype == np.float16 else v, c) for name, v, c in inputs]
+    wide = [
+        (name, None if v is None else v.astype(np.float32) if dtype == np.float16 else v, c) for name, v, c in inputs
+    ]
     expected = run_reference(node_model("Conv", wide, **conv_attributes(case)), feeds_of(wide))[0]
     (got,) = run_ours(model, feeds_of(inputs))
     assert_matches(got, expected, dtype)
@@ -179,7 +182,10 @@ def conv_transpose_cases(draw: st.DrawFn) -> dict[str, Any]:
     mode = draw(st.sampled_from(["pads", "pads", "output_shape", "SAME_UPPER", "SAME_LOWER", "VALID"]))
     spatial = [draw(st.integers(1, 5 if rank < 3 else 3)) for _ in range(rank)]
     output_padding = [draw(st.integers(0, s - 1)) for s in strides]
-    full = [s * (n - 1) + op + d * (k - 1) + 1 for s, n, op, d, k in zip(strides, spatial, output_padding, dilations, kernel)]
+    full = [
+        s * (n - 1) + op + d * (k - 1) + 1
+        for s, n, op, d, k in zip(strides, spatial, output_padding, dilations, kernel)
+    ]
     pads = [0] * (2 * rank)
     if mode == "pads":
         for i in range(rank):
@@ -206,7 +212,9 @@ def conv_transpose_cases(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-def conv_transpose_model(case: dict[str, Any], rng: np.random.Generator) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+def conv_transpose_model(
+    case: dict[str, Any], rng: np.random.Generator
+) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     dtype, group = case["dtype"], case["group"]
     x = random(rng, (case["batch"], group * case["cg"], *case["spatial"]), dtype)
     w = random(rng, (group * case["cg"], case["mg"], *case["kernel"]), dtype)
@@ -257,8 +265,12 @@ def test_conv_paths_agree_across_opsets(opset: int) -> None:
     for w, group in ((random(rng, (6, 4, 1, 1)), 1), (random(rng, (8, 1, 3, 3)), 4), (random(rng, (6, 2, 3, 2)), 2)):
         attrs = {"group": group, "pads": [1, 0, 1, 1], "strides": [2, 1]}
         constant = run_ours(node_model("Conv", [("X", x, False), ("W", w, True)], opset=opset, **attrs), {"X": x})[0]
-        plain = run_ours(node_model("Conv", [("X", x, False), ("W", w, False)], opset=opset, **attrs), {"X": x, "W": w})[0]
-        expected = run_reference(node_model("Conv", [("X", x, False), ("W", w, False)], opset=opset, **attrs), {"X": x, "W": w})[0]
+        plain = run_ours(
+            node_model("Conv", [("X", x, False), ("W", w, False)], opset=opset, **attrs), {"X": x, "W": w}
+        )[0]
+        expected = run_reference(
+            node_model("Conv", [("X", x, False), ("W", w, False)], opset=opset, **attrs), {"X": x, "W": w}
+        )[0]
         assert_matches(constant, expected, np.float32)
         assert_matches(plain, expected, np.float32)
 
@@ -270,11 +282,13 @@ def test_conv_rejects_channel_mismatch() -> None:
         run_ours(node_model("Conv", [("X", x, False), ("W", w, True)]), {"X": x})
 
 
-def test_conv_large_batch_is_banded_consistently() -> None:
-    """A batch and image big enough for several im2col bands per item matches the reference."""
+@pytest.mark.parametrize("bias", [False, True])
+def test_conv_im2col_bands_agree(monkeypatch: pytest.MonkeyPatch, bias: bool) -> None:
+    """With a tiny band budget every output row is its own im2col band; results must not change."""
+    monkeypatch.setattr(conv_module, "_COLS_BYTES", 256)
     rng = np.random.default_rng(1)
-    x = random(rng, (3, 16, 40, 40))
-    w = random(rng, (8, 16, 3, 3))
-    model = node_model("Conv", [("X", x, False), ("W", w, True)], pads=[1, 1, 1, 1])
-    expected = run_reference(node_model("Conv", [("X", x, False), ("W", w, False)], pads=[1, 1, 1, 1]), {"X": x, "W": w})
-    assert_matches(run_ours(model, {"X": x})[0], expected[0], np.float32)
+    x, w, b = random(rng, (3, 4, 9, 7)), random(rng, (6, 2, 3, 2)), random(rng, (6,))
+    attrs = {"pads": [1, 0, 1, 1], "group": 2, "strides": [1, 2]}
+    inputs = [("X", x, False), ("W", w, True), ("B", b if bias else None, True)]
+    expected = run_reference(node_model("Conv", inputs, **attrs), {"X": x})[0]
+    assert_matches(run_ours(node_model("Conv", inputs, **attrs), {"X": x})[0], expected, np.float32)

@@ -19,7 +19,9 @@ from onnxforge import InferenceSession, InvalidArgument
 Inputs = list[tuple[str, np.ndarray | None]]
 
 
-def build(op: str, inputs: Inputs, attrs: dict[str, Any] | None = None, outputs: int = 1, opset: int = 19) -> onnx.ModelProto:
+def build(
+    op: str, inputs: Inputs, attrs: dict[str, Any] | None = None, outputs: int = 1, opset: int = 19
+) -> onnx.ModelProto:
     names = [name if value is not None else "" for name, value in inputs]
     while names and not names[-1]:
         names.pop()
@@ -46,7 +48,9 @@ def run(proto: onnx.ModelProto, inputs: Inputs) -> list[np.ndarray]:
     return InferenceSession(proto.SerializeToString()).run(None, feed_of(inputs))
 
 
-def check(op: str, inputs: Inputs, attrs: dict[str, Any] | None = None, outputs: int = 1, opset: int = 19) -> list[np.ndarray]:
+def check(
+    op: str, inputs: Inputs, attrs: dict[str, Any] | None = None, outputs: int = 1, opset: int = 19
+) -> list[np.ndarray]:
     proto = build(op, inputs, attrs, outputs, opset)
     ours = run(proto, inputs)
     expected = ReferenceEvaluator(proto).run(None, feed_of(inputs))
@@ -83,7 +87,11 @@ def test_gather_matches_reference(shape: list[int], draw: st.DataObject, index_d
     axis = draw.draw(st.integers(-len(shape), len(shape) - 1))
     dim = shape[axis]
     index_shape = draw.draw(st.lists(st.integers(0, 3), max_size=2))
-    indices = np.array(draw.draw(st.lists(st.integers(-dim, dim - 1), min_size=math.prod(index_shape), max_size=math.prod(index_shape))))
+    indices = np.array(
+        draw.draw(
+            st.lists(st.integers(-dim, dim - 1), min_size=math.prod(index_shape), max_size=math.prod(index_shape))
+        )
+    )
     check("Gather", [("x", data(shape)), ("i", indices.astype(index_dtype).reshape(index_shape))], {"axis": axis})
 
 
@@ -105,11 +113,18 @@ def test_gather_elements_matches_reference(shape: list[int], draw: st.DataObject
     # the reference only takes indices as large as the data outside the axis (see the next test)
     index_shape = [draw.draw(st.integers(0, 4)) if i == axis % len(shape) else d for i, d in enumerate(shape)]
     dim = shape[axis]
-    flat = draw.draw(st.lists(st.integers(-dim, dim - 1), min_size=math.prod(index_shape), max_size=math.prod(index_shape)))
+    flat = draw.draw(
+        st.lists(st.integers(-dim, dim - 1), min_size=math.prod(index_shape), max_size=math.prod(index_shape))
+    )
     indices = np.array(flat, dtype=index_dtype).reshape(index_shape)
     check("GatherElements", [("x", data(shape)), ("i", indices)], {"axis": axis % len(shape)})  # reference: axis >= 0
-    (out,) = run(build("GatherElements", [("x", data(shape)), ("i", indices)], {"axis": axis}), [("x", data(shape)), ("i", indices)])
-    np.testing.assert_array_equal(out, np.take_along_axis(data(shape), indices.astype(np.int64) % shape[axis], axis=axis))
+    (out,) = run(
+        build("GatherElements", [("x", data(shape)), ("i", indices)], {"axis": axis}),
+        [("x", data(shape)), ("i", indices)],
+    )
+    np.testing.assert_array_equal(
+        out, np.take_along_axis(data(shape), indices.astype(np.int64) % shape[axis], axis=axis)
+    )
 
 
 def test_gather_elements_with_indices_smaller_than_data() -> None:
@@ -131,7 +146,13 @@ def gather_nd_cases(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, int]:
     middle = draw(st.lists(st.integers(1, 3), max_size=2))
     index_shape = [*shape[:batch], *middle, depth]
     columns = [
-        np.array(draw(st.lists(st.integers(-d, d - 1), min_size=math.prod(index_shape[:-1]), max_size=math.prod(index_shape[:-1]))))
+        np.array(
+            draw(
+                st.lists(
+                    st.integers(-d, d - 1), min_size=math.prod(index_shape[:-1]), max_size=math.prod(index_shape[:-1])
+                )
+            )
+        )
         for d in shape[batch : batch + depth]
     ]
     indices = np.stack(columns, axis=-1).reshape(index_shape) if columns else np.zeros(index_shape, np.int64)
@@ -195,7 +216,9 @@ def scatter_elements_cases(draw: st.DrawFn) -> dict[str, Any]:
         indices = np.broadcast_to(base, index_shape).copy()
     else:
         index_shape[axis] = draw(st.integers(0, 4))
-        flat = draw(st.lists(st.integers(-dim, dim - 1), min_size=math.prod(index_shape), max_size=math.prod(index_shape)))
+        flat = draw(
+            st.lists(st.integers(-dim, dim - 1), min_size=math.prod(index_shape), max_size=math.prod(index_shape))
+        )
         indices = np.array(flat, dtype=np.int64).reshape(index_shape)
     updates = (np.arange(indices.size) + 2).astype(np.float32).reshape(index_shape)
     return {"x": data(shape), "i": indices, "u": updates, "axis": axis, "reduction": reduction}
@@ -243,14 +266,21 @@ def topk_cases(draw: st.DrawFn) -> dict[str, Any]:
     axis = draw(st.integers(-len(shape), len(shape) - 1))
     # few distinct values, so ties are common and the lower-index-first rule is exercised
     values = np.array(draw(st.lists(st.integers(0, 3), min_size=math.prod(shape), max_size=math.prod(shape))))
-    return {"x": values.reshape(shape), "axis": axis, "k": draw(st.integers(0, shape[axis])), "largest": draw(st.integers(0, 1))}
+    return {
+        "x": values.reshape(shape),
+        "axis": axis,
+        "k": draw(st.integers(0, shape[axis])),
+        "largest": draw(st.integers(0, 1)),
+    }
 
 
 @settings(max_examples=30, deadline=None)
 @given(topk_cases(), st.sampled_from([np.float32, np.int64, np.uint8]))
 def test_topk_matches_reference(case: dict[str, Any], dtype: Any) -> None:
     x = case["x"].astype(dtype)
-    values, indices = check("TopK", [("x", x), ("k", i64([case["k"]]))], {"axis": case["axis"], "largest": case["largest"]}, outputs=2)
+    values, indices = check(
+        "TopK", [("x", x), ("k", i64([case["k"]]))], {"axis": case["axis"], "largest": case["largest"]}, outputs=2
+    )
     assert indices.dtype == np.int64
     if case["largest"] and dtype == np.float32:  # TopK-1 and TopK-10 take floats only
         check("TopK", [("x", x), ("k", i64([case["k"]]))], {"axis": case["axis"]}, outputs=2, opset=10)
@@ -276,7 +306,9 @@ def first_occurrence_unique(x: np.ndarray) -> tuple[list[Any], list[int], list[i
 @settings(max_examples=25, deadline=None)
 @given(shapes, st.data())
 def test_unique_matches_reference(shape: list[int], draw: st.DataObject) -> None:
-    x = np.array(draw.draw(st.lists(st.integers(0, 3), min_size=math.prod(shape), max_size=math.prod(shape))), np.float32).reshape(shape)
+    x = np.array(
+        draw.draw(st.lists(st.integers(0, 3), min_size=math.prod(shape), max_size=math.prod(shape))), np.float32
+    ).reshape(shape)
     axis = draw.draw(st.none() | st.integers(-len(shape), len(shape) - 1))
     check("Unique", [("x", x)], {} if axis is None else {"axis": axis}, outputs=4)
     y, first, inverse, counts = run(build("Unique", [("x", x)], {"sorted": 0}, outputs=4), [("x", x)])
@@ -309,7 +341,9 @@ def test_cumsum_matches_reference(shape: list[int], draw: st.DataObject, dtype: 
 
 @settings(max_examples=20, deadline=None)
 @given(st.integers(1, 4), st.integers(1, 4), st.integers(0, 2), st.booleans(), st.data())
-def test_reverse_sequence_matches_reference(steps: int, batches: int, extra: int, time_first: bool, draw: st.DataObject) -> None:
+def test_reverse_sequence_matches_reference(
+    steps: int, batches: int, extra: int, time_first: bool, draw: st.DataObject
+) -> None:
     shape = [steps, batches] if time_first else [batches, steps]
     shape += [2] * extra
     lengths = i64(draw.draw(st.lists(st.integers(0, steps), min_size=batches, max_size=batches)))

@@ -69,7 +69,12 @@ def pool_attributes(case: dict[str, Any], dilations: bool = True, ceil_mode: boo
 
 @needs_ort
 @settings(max_examples=30, deadline=None)
-@given(pool_cases(), st.sampled_from([np.float32, np.float64, np.float16, np.int8, np.uint8]), st.booleans(), st.integers(0, 1))
+@given(
+    pool_cases(),
+    st.sampled_from([np.float32, np.float64, np.float16, np.int8, np.uint8]),
+    st.booleans(),
+    st.integers(0, 1),
+)
 def test_maxpool_matches_onnxruntime(case: dict[str, Any], dtype: Any, indices: bool, storage_order: int) -> None:
     rng = np.random.default_rng(case["seed"])
     shape = (case["batch"], case["channels"], *case["spatial"])
@@ -83,8 +88,14 @@ def test_maxpool_matches_onnxruntime(case: dict[str, Any], dtype: Any, indices: 
     attrs = pool_attributes(case)
     if indices:
         attrs["storage_order"] = storage_order
-    model = node_model("MaxPool", [("X", x, False)], 2 if indices else 1, opset=12,
-                       output_dtypes=[dtype, np.int64][: 2 if indices else 1], **attrs)  # fmt: skip
+    model = node_model(
+        "MaxPool",
+        [("X", x, False)],
+        2 if indices else 1,
+        opset=12,
+        output_dtypes=[dtype, np.int64][: 2 if indices else 1],
+        **attrs,
+    )
     got = run_ours(model, {"X": x})
     want = run_ort(model, {"X": x})
     assert_matches(got[0], want[0], dtype, tolerance=0)
@@ -117,7 +128,9 @@ def test_averagepool_matches_onnxruntime(case: dict[str, Any], count_include_pad
 
 @settings(max_examples=20, deadline=None)
 @given(pool_cases(), st.sampled_from([np.float32, np.float64, np.float16]), st.integers(0, 1))
-def test_averagepool_matches_reference_without_ceil_mode(case: dict[str, Any], dtype: Any, count_include_pad: int) -> None:
+def test_averagepool_matches_reference_without_ceil_mode(
+    case: dict[str, Any], dtype: Any, count_include_pad: int
+) -> None:
     x = random(np.random.default_rng(case["seed"]), (case["batch"], case["channels"], *case["spatial"]), dtype)
     if case["auto_pad"] != "NOTSET":
         # The reference sizes SAME pads and VALID outputs from the undilated kernel.
@@ -169,12 +182,22 @@ def test_maxunpool_inverts_maxpool_like_onnxruntime(case: dict[str, Any], with_s
     rng = np.random.default_rng(case["seed"])
     x = random(rng, (case["batch"], case["channels"], *case["spatial"]))
     attrs = pool_attributes(case)
-    values, idx = run_ort(node_model("MaxPool", [("X", x, False)], 2, opset=12, output_dtypes=[np.float32, np.int64], **attrs), {"X": x})
+    values, idx = run_ort(
+        node_model("MaxPool", [("X", x, False)], 2, opset=12, output_dtypes=[np.float32, np.int64], **attrs), {"X": x}
+    )
     attrs.pop("ceil_mode", None)
     if not with_shape:
         # Without output_shape the inferred size can be smaller than MaxPool's input; such indices are invalid.
-        inferred = [(n - 1) * st + k - b - e for n, st, k, b, e in zip(values.shape[2:], case["strides"], case["kernel"],
-                                                                       case["pads"][: len(case["kernel"])], case["pads"][len(case["kernel"]):])]  # fmt: skip
+        inferred = [
+            (n - 1) * st + k - b - e
+            for n, st, k, b, e in zip(
+                values.shape[2:],
+                case["strides"],
+                case["kernel"],
+                case["pads"][: len(case["kernel"])],
+                case["pads"][len(case["kernel"]) :],
+            )
+        ]
         assume(idx.max() < np.prod([*x.shape[:2], *inferred]))
     shape = np.array(x.shape, dtype=np.int64) if with_shape else None
     inputs = [("X", values, False), ("I", idx, False), ("output_shape", shape, False)]
@@ -198,15 +221,28 @@ def test_maxunpool_without_output_shape_matches_reference() -> None:
 @needs_ort
 @settings(max_examples=20, deadline=None)
 @given(
-    st.integers(1, 3), st.integers(3, 9), st.integers(3, 9), st.integers(1, 4), st.integers(1, 3),
-    st.sampled_from([1.0, 0.5, 0.25]), seeds,
-)  # fmt: skip
-def test_maxroipool_matches_onnxruntime(channels: int, height: int, width: int, rois: int, pooled: int, scale: float, seed: int) -> None:
+    st.integers(1, 3),
+    st.integers(3, 9),
+    st.integers(3, 9),
+    st.integers(1, 4),
+    st.integers(1, 3),
+    st.sampled_from([1.0, 0.5, 0.25]),
+    seeds,
+)
+def test_maxroipool_matches_onnxruntime(
+    channels: int, height: int, width: int, rois: int, pooled: int, scale: float, seed: int
+) -> None:
     rng = np.random.default_rng(seed)
     x = random(rng, (2, channels, height, width))
     corners = rng.uniform(0, max(height, width) / scale, size=(rois, 4))
-    boxes = np.concatenate([rng.integers(0, 2, size=(rois, 1)), np.minimum(corners[:, :2], corners[:, 2:]),
-                            np.maximum(corners[:, :2], corners[:, 2:])], axis=1).astype(np.float32)  # fmt: skip
+    boxes = np.concatenate(
+        [
+            rng.integers(0, 2, size=(rois, 1)),
+            np.minimum(corners[:, :2], corners[:, 2:]),
+            np.maximum(corners[:, :2], corners[:, 2:]),
+        ],
+        axis=1,
+    ).astype(np.float32)
     inputs = [("X", x, False), ("rois", boxes, False)]
     model = node_model("MaxRoiPool", inputs, opset=16, pooled_shape=[pooled, pooled + 1], spatial_scale=scale)
     feeds = {"X": x, "rois": boxes}

@@ -19,7 +19,9 @@ from onnxforge import InferenceSession, InvalidArgument
 Inputs = list[tuple[str, np.ndarray | None]]
 
 
-def build(op: str, inputs: Inputs, attrs: dict[str, Any] | None = None, outputs: int = 1, opset: int = 19) -> onnx.ModelProto:
+def build(
+    op: str, inputs: Inputs, attrs: dict[str, Any] | None = None, outputs: int = 1, opset: int = 19
+) -> onnx.ModelProto:
     """One-node model; every given input is a graph input, None leaves an optional input out."""
     names = [name if value is not None else "" for name, value in inputs]
     while names and not names[-1]:
@@ -47,7 +49,9 @@ def run(proto: onnx.ModelProto, inputs: Inputs) -> list[np.ndarray]:
     return InferenceSession(proto.SerializeToString()).run(None, feed_of(inputs))
 
 
-def check(op: str, inputs: Inputs, attrs: dict[str, Any] | None = None, outputs: int = 1, opset: int = 19) -> list[np.ndarray]:
+def check(
+    op: str, inputs: Inputs, attrs: dict[str, Any] | None = None, outputs: int = 1, opset: int = 19
+) -> list[np.ndarray]:
     """Run through onnxforge and the reference evaluator; values, shapes and dtypes must agree exactly."""
     proto = build(op, inputs, attrs, outputs, opset)
     ours = run(proto, inputs)
@@ -133,11 +137,15 @@ def test_squeeze_unsqueeze_match_reference(shape: list[int], draw: st.DataObject
     x = data(shape)
     ones = [i for i, d in enumerate(shape) if d == 1]
     # Squeeze-1/11 of the reference squeezes one axis at a time, last first: it gets them positive, sorted
-    squeeze_axes = draw.draw(st.none() | st.lists(st.sampled_from(ones), unique=True, min_size=1) if ones else st.none())
+    squeeze_axes = draw.draw(
+        st.none() | st.lists(st.sampled_from(ones), unique=True, min_size=1) if ones else st.none()
+    )
     if squeeze_axes is not None:
         squeeze_axes = sorted(squeeze_axes)
     rank = len(shape) + draw.draw(st.integers(1, 2))
-    unsqueeze_axes = draw.draw(st.lists(st.integers(0, rank - 1), unique=True, min_size=rank - len(shape), max_size=rank - len(shape)))
+    unsqueeze_axes = draw.draw(
+        st.lists(st.integers(0, rank - 1), unique=True, min_size=rank - len(shape), max_size=rank - len(shape))
+    )
     # onnx's reference inserts Unsqueeze axes one by one in the given order; the spec says order does
     # not matter, so it sees them sorted, and onnxforge gets them shuffled and partly negative.
     shuffled = [a - rank if draw.draw(st.booleans()) else a for a in draw.draw(st.permutations(unsqueeze_axes))]
@@ -245,7 +253,9 @@ def test_depth_space_round_trip_matches_reference(blocksize: int, channels: int,
     check("SpaceToDepth", [("x", data([1, channels, side * blocksize, blocksize]))], {"blocksize": blocksize})
     if mode == "CRD":  # SpaceToDepth's mode is new in opset 28; it inverts DepthToSpace's
         (space,) = run(build("DepthToSpace", [("x", x)], {"blocksize": blocksize, "mode": mode}, opset=28), [("x", x)])
-        (back,) = run(build("SpaceToDepth", [("x", space)], {"blocksize": blocksize, "mode": mode}, opset=28), [("x", space)])
+        (back,) = run(
+            build("SpaceToDepth", [("x", space)], {"blocksize": blocksize, "mode": mode}, opset=28), [("x", space)]
+        )
         np.testing.assert_array_equal(back, x)
 
 
@@ -322,7 +332,13 @@ def test_slice_matches_reference(case: dict[str, Any], with_steps: bool) -> None
     steps = case["steps"] if with_steps else [1] * len(case["axes"])
     check(
         "Slice",
-        [("x", x), ("starts", i64(case["starts"])), ("ends", i64(case["ends"])), ("axes", i64(case["axes"])), ("steps", i64(steps))],
+        [
+            ("x", x),
+            ("starts", i64(case["starts"])),
+            ("ends", i64(case["ends"])),
+            ("axes", i64(case["axes"])),
+            ("steps", i64(steps)),
+        ],
     )
     if not with_steps:
         attrs = {"starts": case["starts"], "ends": case["ends"], "axes": [a % x.ndim for a in case["axes"]]}
@@ -331,13 +347,25 @@ def test_slice_matches_reference(case: dict[str, Any], with_steps: bool) -> None
 
 def test_slice_clamps_negative_step_start_per_spec() -> None:
     x = data([5])
-    inputs: Inputs = [("x", x), ("starts", i64([-100])), ("ends", i64([-(2**63)])), ("axes", i64([0])), ("steps", i64([-1]))]
+    inputs: Inputs = [
+        ("x", x),
+        ("starts", i64([-100])),
+        ("ends", i64([-(2**63)])),
+        ("axes", i64([0])),
+        ("steps", i64([-1])),
+    ]
     (out,) = run(build("Slice", inputs), inputs)
     np.testing.assert_array_equal(out, x[:1])  # start clamps to 0, the end is before the first element
 
 
 def test_slice_errors() -> None:
-    inputs: Inputs = [("x", data([4])), ("starts", i64([0])), ("ends", i64([4])), ("axes", i64([0])), ("steps", i64([0]))]
+    inputs: Inputs = [
+        ("x", data([4])),
+        ("starts", i64([0])),
+        ("ends", i64([4])),
+        ("axes", i64([0])),
+        ("steps", i64([0])),
+    ]
     with pytest.raises(InvalidArgument, match="must not be 0"):
         run(build("Slice", inputs), inputs)
     inputs = [("x", data([4])), ("starts", i64([0])), ("ends", i64([4])), ("axes", i64([1]))]
@@ -350,7 +378,9 @@ def pad_cases(draw: st.DrawFn) -> dict[str, Any]:
     shape = draw(st.lists(st.integers(1, 4), min_size=1, max_size=3))
     mode = draw(st.sampled_from(["constant", "reflect", "edge", "wrap"]))
     use_axes = draw(st.booleans())
-    axes = draw(st.lists(st.integers(0, len(shape) - 1), unique=True, min_size=1)) if use_axes else list(range(len(shape)))
+    axes = (
+        draw(st.lists(st.integers(0, len(shape) - 1), unique=True, min_size=1)) if use_axes else list(range(len(shape)))
+    )
     top = {"reflect": lambda d: d - 1, "wrap": lambda d: d}.get(mode, lambda d: 3)
     pads = [draw(st.integers(0, top(shape[a]))) for a in axes] + [draw(st.integers(0, top(shape[a]))) for a in axes]
     return {"shape": shape, "mode": mode, "axes": axes if use_axes else None, "pads": pads}

@@ -20,7 +20,9 @@ from onnxforge import InferenceSession, InvalidArgument
 Inputs = list[tuple[str, np.ndarray | None]]
 
 
-def build(op: str, inputs: Inputs, attrs: dict[str, Any] | None = None, outputs: int = 1, opset: int = 19) -> onnx.ModelProto:
+def build(
+    op: str, inputs: Inputs, attrs: dict[str, Any] | None = None, outputs: int = 1, opset: int = 19
+) -> onnx.ModelProto:
     names = [name if value is not None else "" for name, value in inputs]
     while names and not names[-1]:
         names.pop()
@@ -49,7 +51,9 @@ def run(proto: onnx.ModelProto, inputs: Inputs) -> list[np.ndarray]:
     return InferenceSession(proto.SerializeToString()).run(None, feed_of(inputs))
 
 
-def check(op: str, inputs: Inputs, attrs: dict[str, Any] | None = None, outputs: int = 1, opset: int = 19) -> list[np.ndarray]:
+def check(
+    op: str, inputs: Inputs, attrs: dict[str, Any] | None = None, outputs: int = 1, opset: int = 19
+) -> list[np.ndarray]:
     proto = build(op, inputs, attrs, outputs, opset)
     ours = run(proto, inputs)
     expected = ReferenceEvaluator(proto).run(None, feed_of(inputs))
@@ -86,16 +90,28 @@ def test_constant_of_shape_refuses_absurd_sizes() -> None:
 
 
 @settings(max_examples=20, deadline=None)
-@given(st.integers(0, 4), st.integers(0, 4), st.integers(-5, 5), st.sampled_from([None, TensorProto.INT32, TensorProto.DOUBLE, TensorProto.BOOL]))
+@given(
+    st.integers(0, 4),
+    st.integers(0, 4),
+    st.integers(-5, 5),
+    st.sampled_from([None, TensorProto.INT32, TensorProto.DOUBLE, TensorProto.BOOL]),
+)
 def test_eye_like_matches_reference(rows: int, cols: int, k: int, dtype: int | None) -> None:
     attrs: dict[str, Any] = {"k": k} if dtype is None else {"k": k, "dtype": dtype}
     check("EyeLike", [("x", np.zeros((rows, cols), np.float32))], attrs)
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(-20, 20), st.integers(-20, 20), st.integers(-7, 7).filter(bool), st.sampled_from([np.int32, np.int64, np.int16]))
+@given(
+    st.integers(-20, 20),
+    st.integers(-20, 20),
+    st.integers(-7, 7).filter(bool),
+    st.sampled_from([np.int32, np.int64, np.int16]),
+)
 def test_range_of_integers_matches_reference(start: int, limit: int, delta: int, dtype: Any) -> None:
-    (out,) = check("Range", [("a", np.array(start, dtype)), ("b", np.array(limit, dtype)), ("d", np.array(delta, dtype))])
+    (out,) = check(
+        "Range", [("a", np.array(start, dtype)), ("b", np.array(limit, dtype)), ("d", np.array(delta, dtype))]
+    )
     assert out.tolist() == list(range(start, limit, delta))
 
 
@@ -122,10 +138,16 @@ def test_range_errors() -> None:
 
 
 def test_range_float16_uses_the_stash_type() -> None:
-    inputs: Inputs = [("a", np.array(2040, np.float16)), ("b", np.array(2050, np.float16)), ("d", np.array(1, np.float16))]
+    inputs: Inputs = [
+        ("a", np.array(2040, np.float16)),
+        ("b", np.array(2050, np.float16)),
+        ("d", np.array(1, np.float16)),
+    ]
     (out,) = run(build("Range", inputs, opset=27), inputs)
     # start + i * delta in float32, rounded once: repeated float16 additions would stall at 2048
-    assert out.dtype == np.float16 and out.tolist() == np.arange(2040, 2050, dtype=np.float32).astype(np.float16).tolist()
+    assert (
+        out.dtype == np.float16 and out.tolist() == np.arange(2040, 2050, dtype=np.float32).astype(np.float16).tolist()
+    )
 
 
 @settings(max_examples=25, deadline=None)
@@ -136,7 +158,9 @@ def test_range_float16_uses_the_stash_type() -> None:
     st.sampled_from([np.int64, np.int32, np.float32]),
     st.sampled_from([np.float32, np.int64]),
 )
-def test_one_hot_matches_reference(flat: list[int], depth: int, draw: st.DataObject, index_dtype: Any, value_dtype: Any) -> None:
+def test_one_hot_matches_reference(
+    flat: list[int], depth: int, draw: st.DataObject, index_dtype: Any, value_dtype: Any
+) -> None:
     shape = [len(flat)] if draw.draw(st.booleans()) or len(flat) % 2 else [2, len(flat) // 2]
     indices = np.array(flat, dtype=index_dtype).reshape(shape)
     axis = draw.draw(st.integers(-len(shape) - 1, len(shape)))
@@ -154,7 +178,9 @@ def test_trilu_matches_reference(shape: list[int], k: int | None, upper: int) ->
 @pytest.mark.parametrize(("opset", "mask_dtype"), [(7, np.float32), (10, np.bool_), (13, np.bool_)])
 def test_dropout_in_inference_is_identity_with_a_full_mask(opset: int, mask_dtype: Any) -> None:
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
-    out, mask = run(build("Dropout", [("x", x)], {"ratio": 0.3} if opset < 12 else {}, outputs=2, opset=opset), [("x", x)])
+    out, mask = run(
+        build("Dropout", [("x", x)], {"ratio": 0.3} if opset < 12 else {}, outputs=2, opset=opset), [("x", x)]
+    )
     np.testing.assert_array_equal(out, x)
     assert mask.dtype == mask_dtype and mask.shape == x.shape and bool(mask.all())
 
@@ -210,7 +236,11 @@ def test_cast_to_float8_saturates_per_spec(to: int, saturate: int, source: Any) 
 @pytest.mark.parametrize(
     ("source", "values", "expected"),
     [
-        (np.float32, [1.0, 0.1, np.nan, np.inf, -np.inf, 1e20, 1.5e-7], ["1", "0.1", "NaN", "INF", "-INF", "1e+20", "1.5000001e-07"]),
+        (
+            np.float32,
+            [1.0, 0.1, np.nan, np.inf, -np.inf, 1e20, 1.5e-7],
+            ["1", "0.1", "NaN", "INF", "-INF", "1e+20", "1.5000001e-07"],
+        ),
         (np.float64, [1 / 3, -2.5], ["0.33333333", "-2.5"]),
         (np.int64, [-5, 7], ["-5", "7"]),
         (np.bool_, [True, False], ["1", "0"]),
