@@ -169,6 +169,16 @@ def test_einsum(case: tuple[str, list[tuple[int, ...]]], dtype: Any, constant: b
     compare("Einsum", inputs, dtype, opset=12, equation=equation)
 
 
+@pytest.mark.parametrize("equation", ["ij->ji", "ii->i", "ij"])
+def test_einsum_relabelling_does_not_alias_its_input(equation: str) -> None:
+    from onnxforge.runtime.kernels import linalg
+
+    x = np.arange(9, dtype=np.float32).reshape(3, 3)
+    y = linalg.Einsum(x, equation=equation)
+    assert not np.may_share_memory(x, y)
+    np.testing.assert_array_equal(y, np.einsum(equation, x))
+
+
 def test_einsum_bfloat16_at_opset_28() -> None:
     import ml_dtypes
 

@@ -174,8 +174,11 @@ def _einsum(plans: _EinsumPlans, inputs: tuple[np.ndarray, ...]) -> np.ndarray:
         raise InvalidArgument("Einsum needs at least one input")
     out_dtype = inputs[0].dtype
     dtype = _blas_dtype(out_dtype)
-    y = plans(*(x.astype(dtype, copy=False) for x in inputs))
-    return np.asarray(y).astype(out_dtype, copy=False)
+    y = np.asarray(plans(*(x.astype(dtype, copy=False) for x in inputs))).astype(out_dtype, copy=False)
+    # A pure relabelling (transpose, diagonal) comes back as a view of an input; outputs must own their data.
+    if any(np.may_share_memory(y, x) for x in inputs):
+        y = y.copy()
+    return y
 
 
 def _prepare_einsum(constants: list[Any], *, equation: str = "", **_: Any) -> Callable[..., np.ndarray]:
