@@ -7,7 +7,11 @@ The engine is importable straight from here, as from ``onnxruntime``::
     outputs = sess.run(None, {"input": x})
 """
 
-from onnxforge._errors import (
+from onnxforge._platform import tune_openblas
+
+tune_openblas()  # must run before the first numpy import (see _platform.py)
+
+from onnxforge._errors import (  # noqa: E402
     EngineError,
     EPFail,
     Fail,
@@ -21,7 +25,7 @@ from onnxforge._errors import (
     OnnxForgeError,
     RuntimeException,
 )
-from onnxforge.runtime.options import (
+from onnxforge.runtime.options import (  # noqa: E402
     ExecutionMode,
     ExecutionOrder,
     GraphOptimizationLevel,
@@ -30,9 +34,9 @@ from onnxforge.runtime.options import (
     RunOptions,
     SessionOptions,
 )
-from onnxforge.runtime.ortvalue import OrtValue
-from onnxforge.runtime.registry import kernel
-from onnxforge.runtime.session import InferenceSession
+from onnxforge.runtime.ortvalue import OrtValue  # noqa: E402
+from onnxforge.runtime.registry import kernel  # noqa: E402
+from onnxforge.runtime.session import InferenceSession  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -90,7 +90,9 @@ def axis_taps(x: np.ndarray, length: int, mode: str, padding: str, bounds: tuple
     return np.clip(index, 0, max(length - 1, 0)), weight
 
 
-def gather_sum(table: np.ndarray, lead: tuple[np.ndarray, ...], taps: Sequence[Taps], sizes: Sequence[int]) -> np.ndarray:
+def gather_sum(
+    table: np.ndarray, lead: tuple[np.ndarray, ...], taps: Sequence[Taps], sizes: Sequence[int]
+) -> np.ndarray:
     """``sum over tap tuples of prod(weights)[..., None] * table[(*lead, flat index)]``.
 
     ``table`` is ``(*lead dims, prod(sizes), channels)``; ``lead`` index arrays broadcast against the
