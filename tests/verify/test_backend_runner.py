@@ -22,6 +22,8 @@ warnings.filterwarnings("ignore", category=RuntimeWarning)
 os.environ.setdefault("ONNX_HOME", tempfile.mkdtemp(prefix="onnxforge-onnx-home-"))
 
 backend_test = onnx.backend.test.BackendTest(onnxforge.backend, __name__)
+# onnx's runner compares random draws exactly; our own conformance module checks these statistically.
+backend_test.exclude(r"^test_bernoulli")
 for _name in KNOWN:
     backend_test.xfail(f"^{re.escape(_name)}_cpu$")
 

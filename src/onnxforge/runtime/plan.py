@@ -311,6 +311,8 @@ class _GraphCompiler:
             raise InvalidGraph(f"{info.describe()}: required attribute(s) {missing} missing")
         if "_num_outputs" in kdef.context:
             attrs["_num_outputs"] = len(node.outputs)
+        if "_node" in kdef.context:
+            attrs["_node"] = node
         if "_opset" in kdef.context:
             attrs["_opset"] = info.opset
         if "_output_dtypes" in kdef.context:

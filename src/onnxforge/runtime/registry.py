@@ -8,7 +8,8 @@ attribute:
 - ``_num_outputs``: how many outputs the node declares;
 - ``_opset``: the opset version of the node's domain in this model;
 - ``_outer``: for control-flow kernels, the dict of outer-scope values their subgraphs capture;
-- ``_output_dtypes``: the declared element dtypes of the outputs (``None`` where unknown).
+- ``_output_dtypes``: the declared element dtypes of the outputs (``None`` where unknown);
+- ``_node``: the onnx-ir node itself, for the rare kernel that must see its graph (Gradient).
 
 Multi-output kernels return a tuple. For the same (domain, op_type) the highest ``since`` that is
 ``<=`` the model's opset wins. Registering the same (domain, op_type, since) twice is an error.
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-CONTEXT_PARAMS = frozenset({"_num_outputs", "_opset", "_outer", "_output_dtypes"})
+CONTEXT_PARAMS = frozenset({"_node", "_num_outputs", "_opset", "_outer", "_output_dtypes"})
 
 # Kernels are registered under the canonical empty domain for the default ai.onnx opset.
 _DOMAIN_ALIASES = {"ai.onnx": ""}

@@ -89,7 +89,9 @@ def test_matches_finite_differences(seed: int, unary: str, vector: bool) -> None
     assert len(grads) == 4
     for index, grad in enumerate(grads):
         assert grad.shape == values[index].shape
-        np.testing.assert_allclose(grad, numeric_gradient(forward, values, index), rtol=1e-5, atol=1e-6)
+        numeric = numeric_gradient(forward, values, index)
+        # central differences err by ~eps**2 * (third derivative) + roundoff / eps: scale with the values
+        np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-6 + 1e-7 * np.abs(numeric).max())
 
 
 def test_leaves_y_does_not_depend_on_get_zero() -> None:
