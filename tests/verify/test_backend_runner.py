@@ -24,6 +24,9 @@ os.environ.setdefault("ONNX_HOME", tempfile.mkdtemp(prefix="onnxforge-onnx-home-
 backend_test = onnx.backend.test.BackendTest(onnxforge.backend, __name__)
 # onnx's runner compares random draws exactly; our own conformance module checks these statistically.
 backend_test.exclude(r"^test_bernoulli")
+# onnx's runner cannot compare a sequence holding a 0-d tensor (it calls len() on it); the case passes in
+# test_conformance.py, whose comparison recurses into sequences properly.
+backend_test.exclude(r"^test_loop16_seq_none")
 for _name in KNOWN:
     backend_test.xfail(f"^{re.escape(_name)}_cpu$")
 
