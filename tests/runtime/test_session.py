@@ -311,3 +311,12 @@ def test_output_that_is_a_weight_is_writable() -> None:
     first[0] = 100.0
     (second,) = sess.run(None, {})
     np.testing.assert_array_equal(second, [1.0, 2.0])
+
+
+def test_input_without_an_element_type_is_invalid_graph() -> None:
+    untyped = helper.make_tensor_value_info("x", TensorProto.UNDEFINED, [1])
+    model = make_model(
+        [helper.make_node("Relu", ["x"], ["y"])], [untyped], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])]
+    )
+    with pytest.raises(InvalidGraph, match="(?i)type"):
+        InferenceSession(model)

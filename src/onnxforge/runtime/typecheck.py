@@ -84,7 +84,8 @@ def check_types(proto: onnx.ModelProto, where: str) -> None:
     """Raise InvalidGraph when onnx's type inference rejects the graph (as ORT does at load)."""
     try:
         onnx.shape_inference.infer_shapes(_inference_view(proto), check_type=True, strict_mode=True)
-    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as exc:
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, ValueError) as exc:
+        # onnx raises a bare ValueError for some malformed types (e.g. an input of elem_type 0).
         message = str(exc)
         if any(marker in message for marker in _NOT_TYPE_ERRORS):
             return
