@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.text import Text
 
 from onnxforge._errors import OnnxForgeError
+from onnxforge.cli import bench as bench_cmd
 from onnxforge.cli import conformance as conformance_cmd
 from onnxforge.cli import demo as demo_cmd
 from onnxforge.cli import exec as exec_cmd
@@ -84,6 +85,8 @@ app.command("demo")(guarded(demo_cmd.demo))
 app.command("run")(guarded(run_cmd.run))
 app.command("info")(guarded(info_cmd.info))
 app.command("conformance")(guarded(conformance_cmd.conformance))
+app.command("bench", context_settings=bench_cmd.PASSTHROUGH)(guarded(bench_cmd.bench))
+app.command("profile", context_settings=bench_cmd.PASSTHROUGH)(guarded(bench_cmd.profile))
 app.command(
     "exec",
     # Everything after the command name belongs to CMD, including options like `python -c ...`.
