@@ -25,6 +25,9 @@ from onnxforge._errors import (  # noqa: E402
     OnnxForgeError,
     RuntimeException,
 )
+
+# Imported last: it installs the session's graph optimizer (the runtime cannot import the passes layer).
+from onnxforge.passes import simplify  # noqa: E402
 from onnxforge.runtime.options import (  # noqa: E402
     ExecutionMode,
     ExecutionOrder,
@@ -84,4 +87,5 @@ __all__ = [
     "get_device",
     "get_version_string",
     "kernel",
+    "simplify",
 ]

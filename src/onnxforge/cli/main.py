@@ -22,7 +22,9 @@ from onnxforge.cli import conformance as conformance_cmd
 from onnxforge.cli import demo as demo_cmd
 from onnxforge.cli import exec as exec_cmd
 from onnxforge.cli import info as info_cmd
+from onnxforge.cli import optimize as optimize_cmd
 from onnxforge.cli import run as run_cmd
+from onnxforge.cli import simplify as simplify_cmd
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -84,6 +86,8 @@ def _global_options(
 app.command("demo")(guarded(demo_cmd.demo))
 app.command("run")(guarded(run_cmd.run))
 app.command("info")(guarded(info_cmd.info))
+app.command("simplify")(guarded(simplify_cmd.simplify_command))
+app.command("optimize")(guarded(optimize_cmd.optimize_command))
 app.command("conformance")(guarded(conformance_cmd.conformance))
 app.command("bench", context_settings=bench_cmd.PASSTHROUGH)(guarded(bench_cmd.bench))
 app.command("profile", context_settings=bench_cmd.PASSTHROUGH)(guarded(bench_cmd.profile))

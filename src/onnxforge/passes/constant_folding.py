@@ -1,0 +1,99 @@
+"""Constant folding: a node whose inputs are all constants is replaced by initializers holding its outputs.
+
+Rule: ``y = op(c1, ..., cn)`` with every ``ci`` constant (see ``_util``) becomes the initializer ``y`` with
+the value onnxforge's own kernel computes (``_evaluate``), so the folded model gives what the engine would
+have given at run time. Not folded:
+
+- nodes with subgraphs (``If`` with a constant condition has its own pass) or function-attribute refs;
+- random ops (``RandomNormal``, ``Bernoulli``, ...) and ``Dropout``, whose result changes from run to run
+  (inference ``Dropout`` is a no-op and goes in ``RemoveNoOpsPass``);
+- ``DequantizeLinear`` (and QDQ-style quantizers), which keep a quantized model's weights small: folding
+  them would store float weights and lose the quantization, as onnxruntime also refuses;
+- outputs that are not tensors, whose element type differs from the declared one, or that are larger than
+  ``size_limit`` bytes (``None``: no limit), so a ``ConstantOfShape``/``Expand``/``Tile`` cannot blow a
+  small model up beyond what the caller accepts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxforge.passes._evaluate import evaluate
+from onnxforge.passes._util import (
+    Names,
+    alive,
+    all_nodes,
+    const_array,
+    has_ref_attributes,
+    has_subgraphs,
+    np_dtype,
+    onnx_opset,
+    remove_if_dead,
+    replace_with_constant,
+)
+
+NOT_FOLDED = frozenset(
+    {
+        "RandomNormal",
+        "RandomUniform",
+        "RandomNormalLike",
+        "RandomUniformLike",
+        "Multinomial",
+        "Bernoulli",
+        "Dropout",
+        "DequantizeLinear",
+        "DynamicQuantizeLinear",
+        "If",
+        "Loop",
+        "Scan",
+        "SequenceMap",
+    }
+)
+
+
+class FoldConstantsPass(ir.passes.InPlacePass):
+    """Evaluate all-constant nodes with onnxforge kernels and store their outputs as initializers."""
+
+    def __init__(self, size_limit: int | None = None) -> None:
+        super().__init__()
+        self.size_limit = size_limit
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        names = Names(model)
+        folded = 0
+        for node in all_nodes(model):
+            if alive(node) and self._fold(model, node, names):
+                folded += 1
+        return ir.passes.PassResult(model, modified=folded > 0)
+
+    def _fold(self, model: ir.Model, node: ir.Node, names: Names) -> bool:
+        if node.op_type in NOT_FOLDED or has_subgraphs(node) or has_ref_attributes(node):
+            return False
+        if not any(out.uses() or out.is_graph_output() for out in node.outputs):
+            return False  # dead code: RemoveUnusedNodesPass takes it, no need to compute it
+        arrays: list[np.ndarray | None] = []
+        for value in node.inputs:
+            if value is None:
+                arrays.append(None)
+                continue
+            array = const_array(value)
+            if array is None:
+                return False
+            arrays.append(array)
+        results = evaluate(node, arrays, onnx_opset(model, node.domain))
+        if results is None or len(results) < sum(1 for out in node.outputs if out.name):
+            return False
+        for out, array in zip(node.outputs, results):
+            declared = np_dtype(out)
+            if declared is not None and declared != array.dtype:
+                return False
+            if array.dtype == object:
+                return False
+            if self.size_limit is not None and array.nbytes > self.size_limit:
+                return False
+        for out, array in zip(node.outputs, results):
+            if out.uses() or out.is_graph_output():
+                replace_with_constant(out, array, names)
+        remove_if_dead(node)
+        return True

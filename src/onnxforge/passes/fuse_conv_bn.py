@@ -1,0 +1,85 @@
+"""Conv + BatchNormalization folding: the BN's per-channel affine goes into the Conv's weights and bias.
+
+An inference BN computes ``y = k * (x - mean) + bias`` per channel with ``k = scale / sqrt(var + eps)``.
+For ``x = Conv(X, W, B)`` with ``M`` output channels (``W`` of shape ``[M, C/group, k1, ...]``)::
+
+    W' = W * k[:, None, ..., None]
+    B' = k * (B - mean) + bias        (B = 0 when the Conv has no bias)
+
+so ``BN(Conv(X, W, B)) = Conv(X, W', B')``. Applies when the Conv's output is read by the BN only, ``W``,
+``B`` and the BN parameters are constants, and the BN is in inference mode (one output, no
+``training_mode``, ``spatial=1``). The new weights are computed in float64 and stored in ``W``'s type.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxforge.passes._util import (
+    Names,
+    alive,
+    all_nodes,
+    batchnorm_affine,
+    const_array,
+    is_onnx_op,
+    make_initializer,
+    rebuild,
+    remove_if_dead,
+    single_user,
+)
+
+
+def conv_weights(conv: ir.Node) -> tuple[np.ndarray, np.ndarray] | None:
+    """A float Conv's constant ``(W, B)`` (zeros for a missing bias), or None."""
+    if not is_onnx_op(conv, "Conv") or len(conv.inputs) < 2 or conv.inputs[0] is None:
+        return None
+    weight = const_array(conv.inputs[1])
+    if weight is None or weight.dtype.kind != "f" or weight.ndim < 3:
+        return None
+    has_bias = len(conv.inputs) > 2 and conv.inputs[2] is not None
+    bias = const_array(conv.inputs[2]) if has_bias else np.zeros(weight.shape[0], dtype=weight.dtype)
+    if bias is None or bias.shape != (weight.shape[0],) or bias.dtype != weight.dtype:
+        return None
+    return weight, bias
+
+
+def replace_conv(conv: ir.Node, weight: np.ndarray, bias: np.ndarray, replaces: ir.Value, before: ir.Node, names: Names) -> bool:
+    """A Conv like ``conv`` with new constant weight and bias, inserted before (and absorbing) the node
+    ``before``, whose output replaces ``replaces``."""
+    graph = before.graph
+    assert graph is not None and conv.inputs[1] is not None
+    base = conv.inputs[1].name or "conv"
+    w = make_initializer(graph, weight, names, f"{base}_fused")
+    b = make_initializer(graph, bias, names, f"{base}_fused_bias")
+    if not rebuild(conv, [conv.inputs[0], w, b], before=before, replaces=replaces, absorbs=[before]):
+        return False
+    remove_if_dead(before)
+    remove_if_dead(conv)
+    return True
+
+
+class FuseConvBatchNormPass(ir.passes.InPlacePass):
+    """Fold an inference BatchNormalization that follows a Conv into the Conv's weights and bias."""
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        names = Names(model)
+        fused = 0
+        for bn in all_nodes(model):
+            if not alive(bn) or not is_onnx_op(bn, "BatchNormalization") or bn.inputs[0] is None:
+                continue
+            conv = bn.inputs[0].producer()
+            if conv is None or conv.graph is not bn.graph or single_user(bn.inputs[0]) is not bn:
+                continue
+            weights, affine = conv_weights(conv), batchnorm_affine(bn)
+            if weights is None or affine is None:
+                continue
+            (weight, bias), (k, c) = weights, affine
+            if k.shape != (weight.shape[0],):
+                continue
+            scale = k.reshape((-1,) + (1,) * (weight.ndim - 1))
+            new_weight = (weight.astype(np.float64) * scale).astype(weight.dtype)
+            new_bias = (k * bias.astype(np.float64) + c).astype(weight.dtype)
+            if replace_conv(conv, new_weight, new_bias, bn.outputs[0], bn, names):
+                fused += 1
+        return ir.passes.PassResult(model, modified=fused > 0)

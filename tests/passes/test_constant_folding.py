@@ -1,0 +1,89 @@
+"""FoldConstantsPass: all-constant nodes become initializers computed by onnxforge's kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import helper
+
+from onnxforge.passes.constant_folding import FoldConstantsPass
+
+from .helpers import I64, F, apply, assert_same_outputs, cleaned, init, make_model, ops, rand, run, tensor_info
+
+
+def test_constant_subexpression_folds_and_numbers_match() -> None:
+    model = make_model(
+        [
+            helper.make_node("Constant", [], ["c"], value=helper.make_tensor("v", F, [3], [1.0, 2.0, 3.0])),
+            helper.make_node("Mul", ["c", "two"], ["c2"]),
+            helper.make_node("Exp", ["c2"], ["e"]),
+            helper.make_node("Add", ["x", "e"], ["y"]),
+        ],
+        [tensor_info("x", F, [2, 3])],
+        [tensor_info("y", F, [2, 3])],
+        [init("two", np.float32(2.0))],
+    )
+    folded, modified = apply(model, FoldConstantsPass())
+    cleaned(folded)
+    assert modified
+    assert ops(folded) == {"Add": 1}
+    assert_same_outputs(model, folded, {"x": rand(2, 3)}, rtol=0, atol=0)
+
+
+def test_size_limit_keeps_large_results_unfolded() -> None:
+    model = make_model(
+        [
+            helper.make_node("ConstantOfShape", ["shape"], ["big"], value=helper.make_tensor("v", F, [1], [0.5])),
+            helper.make_node("Add", ["x", "big"], ["y"]),
+        ],
+        [tensor_info("x", F, [64, 64])],
+        [tensor_info("y", F, [64, 64])],
+        [init("shape", np.array([64, 64], dtype=np.int64))],
+    )
+    limited, modified = apply(model, FoldConstantsPass(size_limit=1024))
+    assert not modified and ops(limited)["ConstantOfShape"] == 1
+    unlimited, modified = apply(model, FoldConstantsPass())
+    assert modified and "ConstantOfShape" not in ops(cleaned(unlimited))
+    assert_same_outputs(model, unlimited, {"x": rand(64, 64)})
+
+
+def test_random_ops_and_dequantize_are_not_folded() -> None:
+    model = make_model(
+        [
+            helper.make_node("RandomNormal", [], ["r"], shape=[2, 3]),
+            helper.make_node("DequantizeLinear", ["q", "scale"], ["w"]),
+            helper.make_node("Add", ["r", "w"], ["s"]),
+            helper.make_node("Add", ["x", "s"], ["y"]),
+        ],
+        [tensor_info("x", F, [2, 3])],
+        [tensor_info("y", F, [2, 3])],
+        [init("q", np.ones((2, 3), dtype=np.int8)), init("scale", np.float32(0.5))],
+    )
+    result, modified = apply(model, FoldConstantsPass())
+    assert not modified
+    assert ops(result) == ops(model)
+
+
+def test_folded_graph_output_keeps_its_name() -> None:
+    model = make_model(
+        [helper.make_node("Shape", ["c"], ["shape_out"]), helper.make_node("Identity", ["x"], ["y"])],
+        [tensor_info("x", F, [2])],
+        [tensor_info("y", F, [2]), tensor_info("shape_out", I64, [2])],
+        [init("c", np.zeros((4, 5), dtype=np.float32))],
+    )
+    folded, modified = apply(model, FoldConstantsPass())
+    assert modified
+    assert [v.name for v in folded.graph.outputs] == ["y", "shape_out"]
+    assert_same_outputs(model, folded, {"x": rand(2)}, rtol=0, atol=0)
+    assert run(folded, {"x": rand(2)})[1].tolist() == [4, 5]
+
+
+def test_initializers_that_are_inputs_are_not_constants() -> None:
+    model = make_model(
+        [helper.make_node("Add", ["w", "w"], ["w2"]), helper.make_node("Mul", ["x", "w2"], ["y"])],
+        [tensor_info("x", F, [2]), tensor_info("w", F, [2])],
+        [tensor_info("y", F, [2])],
+        [init("w", np.ones(2, dtype=np.float32))],
+        ir_version=3,
+    )
+    result, modified = apply(model, FoldConstantsPass())
+    assert not modified and ops(result)["Add"] == 1
