@@ -23,10 +23,13 @@ import onnx_ir as ir
 
 from onnxforge._errors import Fail, InvalidGraph, NotImplemented, OnnxForgeError
 from onnxforge.ir.dtypes import np_dtype_for
+from onnxforge.runtime import fusion
+from onnxforge.runtime.fusion import FusionContext, NodeInfo, StepSpec
 from onnxforge.runtime.registry import REGISTRY, KernelDef, Registry, canonical_domain
 
 _DISCARD = 0  # slot that receives outputs the node leaves unnamed
 _NONE = 1  # slot that always holds None, for omitted optional inputs
+assert fusion._NONE == _NONE
 _FIRST_SLOT = 2
 
 # The terminate check and profiler of the run in progress, so sub-plans run by control-flow kernels see them.
@@ -37,18 +40,6 @@ _OBSERVERS: contextvars.ContextVar[tuple[Callable[[], bool] | None, Profiler | N
 Step = tuple[Callable[..., Any], tuple[int, ...], tuple[int, ...], tuple[int, ...]]
 
 
-class NodeInfo:
-    """What an error message needs to name a node."""
-
-    __slots__ = ("domain", "name", "op_type", "opset")
-
-    def __init__(self, name: str, op_type: str, domain: str, opset: int) -> None:
-        self.name, self.op_type, self.domain, self.opset = name, op_type, domain, opset
-
-    def describe(self) -> str:
-        return f"node '{self.name}' ({self.domain or 'ai.onnx'}::{self.op_type}, opset {self.opset})"
-
-
 class Profiler:
     """Collects ORT-style ``<node>_kernel_time`` events (chrome-trace, durations in µs)."""
 
@@ -57,6 +48,21 @@ class Profiler:
         self._origin = time.perf_counter()
 
     def record(self, info: NodeInfo, start: float, end: float, inputs: list[Any], outputs: list[Any]) -> None:
+        self._event(info, start, end, inputs, outputs, info.fused)
+        # A fused step did the nodes' work in one call: the others get an event each, of zero length.
+        for other in info.fused:
+            self._event(other, end, end, outputs, outputs, ())
+
+    def _event(
+        self, info: NodeInfo, start: float, end: float, inputs: list[Any], outputs: list[Any], fused: tuple[NodeInfo, ...]
+    ) -> None:
+        args: dict[str, Any] = {
+            "op_name": info.op_type,
+            "input_type_shape": [_shape_of(v) for v in inputs],
+            "output_type_shape": [_shape_of(v) for v in outputs],
+        }
+        if fused:
+            args["fused_nodes"] = [other.name for other in fused]
         self.events.append(
             {
                 "cat": "Node",
@@ -66,11 +72,7 @@ class Profiler:
                 "name": f"{info.name}_kernel_time",
                 "ts": int((start - self._origin) * 1e6),
                 "dur": max(int((end - start) * 1e6), 0),
-                "args": {
-                    "op_name": info.op_type,
-                    "input_type_shape": [_shape_of(v) for v in inputs],
-                    "output_type_shape": [_shape_of(v) for v in outputs],
-                },
+                "args": args,
             }
         )
 
@@ -92,6 +94,8 @@ class Plan:
         input_slots: list[int],
         output_slots: list[int],
         captures: list[tuple[ir.Value, int]],
+        guarded: Sequence[int] = (),
+        fallback: Callable[[], Plan] | None = None,
     ) -> None:
         self.steps = steps
         self.infos = infos
@@ -99,6 +103,11 @@ class Plan:
         self.input_slots = input_slots
         self.output_slots = output_slots
         self.captures = captures
+        # Overridable initializers this plan folded as constants: fed anything but their default object,
+        # the run goes to the unoptimized ``fallback`` plan (built on first need, same slot numbers).
+        self._guarded = tuple(guarded)
+        self._fallback = fallback
+        self._fallback_plan: Plan | None = None
 
     @property
     def captured_values(self) -> list[ir.Value]:
@@ -118,6 +127,7 @@ class Plan:
                 keep.append(index)
                 needed.update(ins)
         keep.reverse()
+        fallback = self._fallback
         return Plan(
             [self.steps[i] for i in keep],
             [self.infos[i] for i in keep],
@@ -125,6 +135,8 @@ class Plan:
             self.input_slots,
             output_slots,
             self.captures,
+            self._guarded,
+            None if fallback is None else lambda: fallback().pruned(output_slots),
         )
 
     def run(
@@ -142,6 +154,10 @@ class Plan:
         if overrides:
             for slot, value in overrides.items():
                 values[slot] = value
+        if self._guarded and any(values[slot] is not self._template[slot] for slot in self._guarded):
+            return self._unoptimized().run(
+                inputs, outer, overrides=overrides, should_stop=should_stop, profiler=profiler
+            )
         if self.captures:
             assert outer is not None, "a sub-plan with captures needs its outer values"
             for value_ref, slot in self.captures:
@@ -158,6 +174,12 @@ class Plan:
             finally:
                 _OBSERVERS.reset(token)
         return [values[slot] for slot in self.output_slots]
+
+    def _unoptimized(self) -> Plan:
+        if self._fallback_plan is None:
+            assert self._fallback is not None
+            self._fallback_plan = self._fallback()
+        return self._fallback_plan
 
     def _run_steps(self, values: list[Any]) -> None:
         index = 0
@@ -207,9 +229,11 @@ class Plan:
 class PlanBuilder:
     """Compiles an onnx-ir graph (and, recursively, its subgraphs) into a :class:`Plan`."""
 
-    def __init__(self, opsets: Mapping[str, int], registry: Registry = REGISTRY) -> None:
+    def __init__(self, opsets: Mapping[str, int], registry: Registry = REGISTRY, *, optimize: bool = True) -> None:
         self.opsets = {canonical_domain(d): v for d, v in opsets.items()}
         self.registry = registry
+        # Constant folding and fusion (fusion.py); off gives one step per node, for checking them.
+        self.optimize = optimize
 
     def build(self, graph: ir.Graph, *, is_subgraph: bool = False) -> Plan:
         return _GraphCompiler(self, graph, is_subgraph).compile()
@@ -223,9 +247,9 @@ class _GraphCompiler:
         self.slots: dict[ir.Value, int] = {}
         self.template: list[Any] = [None, None]
         self.captures: list[tuple[ir.Value, int]] = []
-        self.steps: list[Step] = []
-        self.infos: list[NodeInfo] = []
-        self.step_inputs: list[tuple[int, ...]] = []
+        self.specs: list[StepSpec] = []
+        self.node_count = 0  # non-Constant nodes seen, for the default names of unnamed nodes
+        self.guarded: list[int] = []  # overridable initializers treated as constants (see Plan)
         # Slots whose value is known at build time: initializers that are not inputs, folded Constant nodes.
         self.constant_slots: set[int] = set()
 
@@ -255,22 +279,36 @@ class _GraphCompiler:
         except Exception as exc:  # onnx-ir raises a plain error on cycles
             raise InvalidGraph(f"graph '{graph.name}' cannot be sorted topologically: {exc}") from exc
         input_slots = [self._new_slot(value) for value in graph.inputs]
+        # Old models list every initializer as an input too; folding them pays, guarded by a fallback plan.
+        builder_optimizes = self.builder.optimize and not self.is_subgraph
         for value in graph.initializers.values():
             array = _tensor_to_numpy(value)
             if value in self.slots:  # an initializer that is also an input: its default
                 self.template[self.slots[value]] = array
+                if builder_optimizes and array is not None:
+                    self.guarded.append(self.slots[value])
+                    self.constant_slots.add(self.slots[value])
             else:
                 self.constant_slots.add(self._new_slot(value, array))
         for node in graph:
             self._compile_node(node)
         output_slots = [self._slot_for_input(value, f"graph output '{value.name}'") for value in graph.outputs]
-        self._assign_frees(set(output_slots))
-        return Plan(self.steps, self.infos, self.template, input_slots, output_slots, self.captures)
+        if self.builder.optimize:
+            protected = set(input_slots) | set(output_slots)
+            self.specs = fusion.fuse(self.specs, FusionContext(self.template, self.constant_slots, protected))
+            self._drop_unread_constants(set(output_slots))
+        steps = self._steps_with_frees(set(output_slots))
+        infos = [spec.info for spec in self.specs]
+        fallback = None
+        if self.guarded:
+            builder = PlanBuilder(self.builder.opsets, self.builder.registry, optimize=False)
+            fallback = functools.partial(builder.build, graph)
+        return Plan(steps, infos, self.template, input_slots, output_slots, self.captures, self.guarded, fallback)
 
     def _compile_node(self, node: ir.Node) -> None:
         domain = canonical_domain(node.domain)
         opset = self.builder.opsets.get(domain)
-        name = node.name or f"{node.op_type}_{len(self.steps)}"
+        name = node.name or f"{node.op_type}_{self.node_count}"
         if opset is None:
             raise InvalidGraph(f"node '{name}' ({node.op_type}) uses domain '{node.domain}', which the model does not import")
         info = NodeInfo(name, node.op_type, domain, opset)
@@ -293,9 +331,17 @@ class _GraphCompiler:
         if node.op_type == "Constant" and domain == "" and not in_slots:
             self._fold_constant(call, info, out_slots)
             return
-        self.steps.append((call, tuple(in_slots), out_slots, ()))
-        self.infos.append(info)
-        self.step_inputs.append(tuple(in_slots))
+        self.node_count += 1
+        if (
+            self.builder.optimize
+            and in_slots
+            and not captured
+            and all(slot in self.constant_slots for slot in in_slots)
+            and fusion.foldable(node.op_type, domain, kdef)
+            and self._try_fold(call, in_slots, out_slots)
+        ):
+            return
+        self.specs.append(StepSpec(call, info, in_slots, out_slots, kdef, attrs))
 
     def _bind_attributes(self, node: ir.Node, kdef: KernelDef, info: NodeInfo) -> tuple[dict[str, Any], list[ir.Value]]:
         attrs: dict[str, Any] = {}
@@ -365,16 +411,38 @@ class _GraphCompiler:
         self.template[out_slots[0]] = result
         self.constant_slots.add(out_slots[0])
 
-    def _assign_frees(self, keep: set[int]) -> None:
+    def _try_fold(self, call: Callable[..., Any], in_slots: list[int], out_slots: tuple[int, ...]) -> bool:
+        """Evaluate a node with only constant inputs now; on any error it stays a step and fails at run time."""
+        try:
+            result = call(*[self.template[slot] for slot in in_slots])
+        except Exception:
+            return False
+        results = result if type(result) is tuple else (result,)
+        if len(results) != len(out_slots) or not all(isinstance(r, np.ndarray) for r in results):
+            return False  # sequences, maps and optionals may be mutated by their consumers
+        for slot, value in zip(out_slots, results):
+            if slot != _DISCARD:
+                self.template[slot] = fusion.freeze_constant(value)
+                self.constant_slots.add(slot)
+        return True
+
+    def _drop_unread_constants(self, keep: set[int]) -> None:
+        """Constants no step reads any more (folded into packed weights) need not stay in memory."""
+        read = {slot for spec in self.specs for slot in spec.ins}
+        for slot in self.constant_slots.difference(self.guarded):
+            if slot not in read and slot not in keep:
+                self.template[slot] = None
+
+    def _steps_with_frees(self, keep: set[int]) -> list[Step]:
         last_use: dict[int, int] = {}
-        for index, ins in enumerate(self.step_inputs):
-            for slot in ins:
+        for index, spec in enumerate(self.specs):
+            for slot in spec.ins:
                 last_use[slot] = index
-        frees: list[list[int]] = [[] for _ in self.steps]
+        frees: list[list[int]] = [[] for _ in self.specs]
         for slot, index in last_use.items():
             if slot >= _FIRST_SLOT and slot not in keep:
                 frees[index].append(slot)
-        self.steps = [(call, ins, outs, tuple(frees[i])) for i, (call, ins, outs, _) in enumerate(self.steps)]
+        return [(spec.call, tuple(spec.ins), spec.outs, tuple(frees[i])) for i, spec in enumerate(self.specs)]
 
 
 def _with_outer(call: Callable[..., Any], arity: int, captured: list[ir.Value]) -> Callable[..., Any]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import sys
 import threading
 import time
 import warnings
@@ -20,7 +22,7 @@ from onnxforge.ir.dtypes import np_dtype_for, proto_type_string
 from onnxforge.ir.load import ModelSource, load_model
 from onnxforge.runtime.expand import expand_functions
 from onnxforge.runtime.optimizer_hook import optimize_for_level
-from onnxforge.runtime.options import ModelMetadata, NodeArg, RunOptions, SessionOptions
+from onnxforge.runtime.options import GraphOptimizationLevel, ModelMetadata, NodeArg, RunOptions, SessionOptions
 from onnxforge.runtime.ortvalue import OrtValue
 from onnxforge.runtime.plan import Plan, PlanBuilder, Profiler
 from onnxforge.runtime.registry import REGISTRY
@@ -28,6 +30,23 @@ from onnxforge.runtime.threads import blas_threads
 from onnxforge.runtime.typecheck import check_types
 
 AVAILABLE_PROVIDERS = ["CPUExecutionProvider"]
+
+
+def _tune_malloc(options: SessionOptions) -> None:
+    """Keep glibc from handing multi-MB temporaries back to the OS after every kernel (and re-faulting them).
+
+    Measured at 1 thread: digits CNN 27 -> 7.6 ms, squeezenet 36 -> 16 ms, peak RSS +1-4 MB. 32 MB is the
+    largest mmap threshold glibc accepts on 64-bit. Opt out with the session config entry
+    ``session.onnxforge.mallopt=0``. Process-wide, like ORT's own arena, and idempotent.
+    """
+    if not sys.platform.startswith("linux") or options._config.get("session.onnxforge.mallopt", "1") != "1":
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (e.g. musl): nothing to tune
+        return
+    libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
+    libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
 
 
 def _has_kernel(domain: str, op_type: str, opset: int) -> bool:
@@ -125,7 +144,9 @@ class InferenceSession:
         self._apply_options(model)
         model = optimize_for_level(model, self._sess_options.graph_optimization_level)
         self._model = model
-        self._plan = PlanBuilder(model.opset_imports).build(model.graph)
+        _tune_malloc(self._sess_options)
+        fuse = self._sess_options.graph_optimization_level != GraphOptimizationLevel.ORT_DISABLE_ALL
+        self._plan = PlanBuilder(model.opset_imports, optimize=fuse).build(model.graph)
         self._describe_io(model, proto)
         self._pruned: dict[tuple[int, ...], Plan] = {}
         self._pruned_lock = threading.Lock()

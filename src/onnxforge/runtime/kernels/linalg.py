@@ -95,12 +95,17 @@ def _prepare_gemm(
     if not isinstance(b, np.ndarray) or b.ndim != 2 or b.dtype.kind in "iu":
         return None
     dtype = _blas_dtype(b.dtype)
-    # A contiguous (K, N) right operand lets BLAS stream it without a transposed access pattern.
-    b_packed = np.ascontiguousarray(_scaled(b.T if transB else b, alpha, dtype))
+    b_dtype = b.dtype
+    # BLAS takes a transposed operand as it is (a flag, no copy), so B.T stays a view of the weight: a
+    # transposed copy would cost seconds and, while the weight lives on, double its memory. Only a scaled
+    # or broadcast (zero-stride) weight is materialised.
+    b_packed = _scaled(b.T if transB else b, alpha, dtype)
+    if 0 in b_packed.strides:
+        b_packed = np.ascontiguousarray(b_packed)
     c_packed = _scaled(c, beta, dtype) if isinstance(c, np.ndarray) else None
 
     def gemm_packed(A: np.ndarray, B: np.ndarray, C: np.ndarray | None = None) -> np.ndarray:
-        if A.dtype != b.dtype:
+        if A.dtype != b_dtype:
             return _gemm(A, B, C, alpha, beta, transA, transB)
         return _gemm(
             A,
