@@ -7,68 +7,14 @@ import math
 from typing import Any
 
 import numpy as np
-import onnx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from onnx import helper
-from onnx.reference import ReferenceEvaluator
 
-from onnxforge import InferenceSession, InvalidArgument
+from onnxforge import InvalidArgument
 
-Inputs = list[tuple[str, np.ndarray | None]]
-
-
-def build(
-    op: str, inputs: Inputs, attrs: dict[str, Any] | None = None, outputs: int = 1, opset: int = 19
-) -> onnx.ModelProto:
-    names = [name if value is not None else "" for name, value in inputs]
-    while names and not names[-1]:
-        names.pop()
-    out_names = [f"y{i}" for i in range(outputs)]
-    node = helper.make_node(op, names, out_names, **(attrs or {}))
-    graph_inputs = [
-        helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(value.dtype), None)
-        for name, value in inputs
-        if value is not None
-    ]
-    graph_outputs = [helper.make_value_info(name, onnx.TypeProto()) for name in out_names]
-    proto = helper.make_model(
-        helper.make_graph([node], "g", graph_inputs, graph_outputs), opset_imports=[helper.make_opsetid("", opset)]
-    )
-    proto.ir_version = 9
-    return proto
-
-
-def feed_of(inputs: Inputs) -> dict[str, np.ndarray]:
-    return {name: value for name, value in inputs if value is not None}
-
-
-def run(proto: onnx.ModelProto, inputs: Inputs) -> list[np.ndarray]:
-    return InferenceSession(proto.SerializeToString()).run(None, feed_of(inputs))
-
-
-def check(
-    op: str, inputs: Inputs, attrs: dict[str, Any] | None = None, outputs: int = 1, opset: int = 19
-) -> list[np.ndarray]:
-    proto = build(op, inputs, attrs, outputs, opset)
-    ours = run(proto, inputs)
-    expected = ReferenceEvaluator(proto).run(None, feed_of(inputs))
-    for got, want in zip(ours, expected):
-        want = np.asarray(want)
-        assert isinstance(got, np.ndarray)
-        assert got.dtype == want.dtype, (got.dtype, want.dtype)
-        assert got.shape == want.shape, (got.shape, want.shape)
-        np.testing.assert_array_equal(got, want)
-    return ours
-
-
-def i64(values: Any) -> np.ndarray:
-    return np.array(values, dtype=np.int64)
-
-
-def data(shape: list[int] | tuple[int, ...], dtype: Any = np.float32) -> np.ndarray:
-    return (np.arange(math.prod(shape)) * 3 % 11).astype(dtype).reshape(shape)
+# One-node model helpers shared with the shape tests.
+from tests.runtime.kernels.test_shape import Inputs, build, check, data, feed_of, i64, run  # noqa: F401
 
 
 def expect_out_of_bounds(op: str, inputs: Inputs, attrs: dict[str, Any] | None = None, bad: int | None = None) -> None:
