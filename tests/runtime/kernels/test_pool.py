@@ -15,6 +15,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from onnxforge import InvalidArgument
 from tests.runtime.kernels.test_conv import (
     assert_matches,
     needs_ort,
@@ -177,7 +178,10 @@ def test_global_pools(op: str, shape: tuple[int, ...], dtype: Any, p: int, opset
 @settings(max_examples=20, deadline=None)
 @given(pool_cases(dilations=False), st.booleans())
 def test_maxunpool_inverts_maxpool_like_onnxruntime(case: dict[str, Any], with_shape: bool) -> None:
-    """MaxPool's (values, Indices) unpooled back, with and without the original shape as output_shape."""
+    """MaxPool's (values, Indices) unpooled back, with and without the default shape as explicit output_shape.
+
+    Where output_shape equals the default unpooled shape, onnxruntime's reading of the indices and onnx's agree.
+    """
     case = {**case, "auto_pad": "NOTSET", "ceil_mode": 0}
     rng = np.random.default_rng(case["seed"])
     x = random(rng, (case["batch"], case["channels"], *case["spatial"]))
@@ -186,28 +190,25 @@ def test_maxunpool_inverts_maxpool_like_onnxruntime(case: dict[str, Any], with_s
         node_model("MaxPool", [("X", x, False)], 2, opset=12, output_dtypes=[np.float32, np.int64], **attrs), {"X": x}
     )
     attrs.pop("ceil_mode", None)
-    if not with_shape:
-        # Without output_shape the inferred size can be smaller than MaxPool's input; such indices are invalid.
-        inferred = [
-            (n - 1) * st + k - b - e
-            for n, st, k, b, e in zip(
-                values.shape[2:],
-                case["strides"],
-                case["kernel"],
-                case["pads"][: len(case["kernel"])],
-                case["pads"][len(case["kernel"]) :],
-            )
-        ]
-        assume(all(d > 0 for d in inferred))  # ORT refuses a non-positive inferred dim outright
-        assume(idx.max() < np.prod([*x.shape[:2], *inferred]))
-    shape = np.array(x.shape, dtype=np.int64) if with_shape else None
+    # The default unpooled size can be smaller than MaxPool's input; indices beyond it are invalid.
+    inferred = [
+        (n - 1) * st + k - b - e
+        for n, st, k, b, e in zip(
+            values.shape[2:],
+            case["strides"],
+            case["kernel"],
+            case["pads"][: len(case["kernel"])],
+            case["pads"][len(case["kernel"]) :],
+        )
+    ]
+    assume(all(d > 0 for d in inferred))  # ORT refuses a non-positive inferred dim outright
+    assume(idx.max() < np.prod([*x.shape[:2], *inferred]))
+    shape = np.array([*x.shape[:2], *inferred], dtype=np.int64) if with_shape else None
     inputs = [("X", values, False), ("I", idx, False), ("output_shape", shape, False)]
     model = node_model("MaxUnpool", inputs, opset=22, **attrs)
     feeds = {name: value for name, value, _ in inputs if value is not None}
     got = run_ours(model, feeds)[0]
     assert_matches(got, run_ort(model, feeds)[0], np.float32, tolerance=0)
-    if with_shape:
-        assert got.shape == x.shape and np.all((got == 0) | (got == x))
 
 
 def test_maxunpool_without_output_shape_matches_reference() -> None:
@@ -217,6 +218,31 @@ def test_maxunpool_without_output_shape_matches_reference() -> None:
     model = node_model("MaxUnpool", inputs, opset=11, kernel_shape=[2, 2], strides=[2, 2])
     feeds = {"X": x, "I": idx}
     assert_matches(run_ours(model, feeds)[0], run_reference(model, feeds)[0], np.float32, tolerance=0)
+
+
+def test_maxunpool_output_shape_pads_the_default_unpooled_tensor() -> None:
+    """Indices name positions of the default (4x4) shape; a larger output_shape zero-pads it at the end."""
+    x = np.array([[[[5, 6], [7, 8]]]], dtype=np.float32)
+    idx = np.array([[[[5, 7], [13, 15]]]], dtype=np.int64)
+    shape = np.array([1, 1, 5, 6], dtype=np.int64)
+    inputs = [("X", x, False), ("I", idx, False), ("output_shape", shape, False)]
+    model = node_model("MaxUnpool", inputs, opset=11, kernel_shape=[2, 2], strides=[2, 2])
+    feeds = {"X": x, "I": idx, "output_shape": shape}
+    expected = np.zeros((1, 1, 5, 6), dtype=np.float32)
+    expected[0, 0, [1, 1, 3, 3], [1, 3, 1, 3]] = [5, 6, 7, 8]
+    got = run_ours(model, feeds)[0]
+    assert_matches(got, expected, np.float32, tolerance=0)
+    assert_matches(got, run_reference(model, feeds)[0], np.float32, tolerance=0)
+
+
+def test_maxunpool_rejects_an_index_outside_a_smaller_output_shape() -> None:
+    x = np.array([[[[5, 6], [7, 8]]]], dtype=np.float32)
+    idx = np.array([[[[0, 3], [12, 15]]]], dtype=np.int64)  # 15 is (3, 3) of the default 4x4
+    shape = np.array([1, 1, 3, 3], dtype=np.int64)
+    inputs = [("X", x, False), ("I", idx, False), ("output_shape", shape, False)]
+    model = node_model("MaxUnpool", inputs, opset=11, kernel_shape=[2, 2], strides=[2, 2])
+    with pytest.raises(InvalidArgument, match=r"falls outside output_shape \[1, 1, 3, 3\]"):
+        run_ours(model, {"X": x, "I": idx, "output_shape": shape})
 
 
 @needs_ort

@@ -2,9 +2,12 @@
 
 - GlobalAveragePool / GlobalMaxPool / GlobalLpPool reduce every spatial axis with keepdims (mean, max,
   ``(sum |x|^p)^(1/p)``), summing in float32 for half-precision inputs.
-- MaxUnpool scatters ``X`` into zeros at MaxPool's flat ``Indices``: ``Y.flat[I[i]] = X.flat[i]``, where Y
-  has ``output_shape`` if given (the shape of MaxPool's input, whose flat positions the indices name, as in
-  onnxruntime), else per axis ``(in - 1) * strides - pad_begin - pad_end + kernel``.
+- MaxUnpool scatters ``X`` into zeros at MaxPool's flat ``Indices``: ``U.flat[I[i]] = X.flat[i]``, where U
+  has the default unpooled shape, per axis ``(in - 1) * strides - pad_begin - pad_end + kernel``. Given
+  ``output_shape``, U sits at the origin of a zero tensor of that shape (onnx's reference and conformance
+  data). onnxruntime instead reads the indices as flat positions of ``output_shape`` itself; the two agree
+  whenever ``output_shape`` equals the default shape. An index that would fall outside ``output_shape`` is
+  an error, never a silent drop.
 - MaxRoiPool (Fast R-CNN): each roi ``[batch, x1, y1, x2, y2]`` is scaled by ``spatial_scale`` and rounded,
   split into ``pooled_shape`` bins of ``roi_size / pooled`` (floored starts, ceiled ends, clipped to the
   image), and every bin takes the max over its pixels (0 for an empty bin), as in Caffe and onnxruntime.
@@ -80,22 +83,32 @@ def MaxUnpool(
         raise InvalidArgument(f"X must have rank {rank + 2} for a {rank}-D kernel_shape, got shape {list(X.shape)}")
     if I.shape != X.shape:
         raise InvalidArgument(f"indices shape {list(I.shape)} must equal X's shape {list(X.shape)}")
+    begins, ends = explicit_pads(pads, rank)
+    s = strides or [1] * rank
+    unpooled = (
+        *X.shape[:2],
+        *((n - 1) * si - b - e + k for n, si, b, e, k in zip(X.shape[2:], s, begins, ends, kernel_shape)),
+    )
+    shape = unpooled
     if output_shape is not None:
         shape = tuple(int(v) for v in np.asarray(output_shape).reshape(-1))
-        if len(shape) != X.ndim:
-            raise InvalidArgument(f"output_shape {list(shape)} must have {X.ndim} entries")
-    else:
-        begins, ends = explicit_pads(pads, rank)
-        s = strides or [1] * rank
-        shape = (
-            *X.shape[:2],
-            *((n - 1) * si - b - e + k for n, si, b, e, k in zip(X.shape[2:], s, begins, ends, kernel_shape)),
-        )
-    size = prod(shape)
-    flat_indices = I.reshape(-1)
+        if len(shape) != X.ndim or shape[:2] != X.shape[:2] or min(shape) < 0:
+            raise InvalidArgument(
+                f"output_shape {list(shape)} must have {X.ndim} non-negative entries starting with X's "
+                f"{list(X.shape[:2])}"
+            )
+    size = prod(unpooled)
+    flat_indices = I.reshape(-1).astype(np.int64, copy=False)
     if flat_indices.size and (flat_indices.min() < 0 or flat_indices.max() >= size):
-        raise InvalidArgument(f"indices must lie in [0, {size}) for output shape {list(shape)}")
-    y = np.zeros(size, dtype=X.dtype)
+        raise InvalidArgument(f"indices must lie in [0, {size}) for the unpooled shape {list(unpooled)}")
+    if shape != unpooled and flat_indices.size:
+        coords = np.unravel_index(flat_indices, unpooled)
+        if any(int(c.max()) >= d for c, d in zip(coords, shape)):
+            raise InvalidArgument(
+                f"an index of the unpooled shape {list(unpooled)} falls outside output_shape {list(shape)}"
+            )
+        flat_indices = np.ravel_multi_index(coords, shape)
+    y = np.zeros(prod(shape), dtype=X.dtype)
     y[flat_indices] = X.reshape(-1)
     return y.reshape(shape)
 
