@@ -1,15 +1,35 @@
-"""Per-run BLAS thread limits through threadpoolctl, so ``intra_op_num_threads`` really takes effect."""
+"""Intra-op threads: per-run BLAS limits through threadpoolctl, and a worker pool for kernels that split work.
+
+``intra_op_num_threads`` takes effect twice inside a run:
+
+- BLAS (OpenBLAS under NumPy) is limited to that many threads (0, ORT's default, leaves BLAS as it is and
+  uses every core for the pool below);
+- a kernel whose work splits into independent parts (bands of a convolution's output, groups of channels)
+  hands them to :func:`parallel`, which runs them on that many threads at once. NumPy releases the GIL
+  inside its loops and BLAS calls, so the parts really run side by side, and the memory-bound copies of
+  im2col or a depthwise conv use every core too, not only the GEMM. Inside :func:`parallel` BLAS is set to
+  one thread, so the parts do not oversubscribe the cores; it is restored when they are done.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Any
 
+import numpy as np
 from threadpoolctl import ThreadpoolController
 
 _controller: ThreadpoolController | None = None
 _controller_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+# How many threads the kernels of the current run may use; 1 outside a run (and in kernels' own threads).
+_WORKERS: contextvars.ContextVar[int] = contextvars.ContextVar("onnxforge_intra_op_workers", default=1)
 
 
 def _get_controller() -> ThreadpoolController:
@@ -21,14 +41,82 @@ def _get_controller() -> ThreadpoolController:
         return _controller
 
 
+def _default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 @contextlib.contextmanager
 def blas_threads(count: int) -> Iterator[None]:
-    """Limit BLAS to ``count`` threads inside the block; ``0`` (ORT's default) leaves BLAS as it is."""
-    if count <= 0:
+    """Inside the block, BLAS and :func:`parallel` use ``count`` threads; ``0`` (ORT's default) means all cores."""
+    token = _WORKERS.set(count if count > 0 else _default_workers())
+    try:
+        if count <= 0:
+            yield
+        else:
+            with _get_controller().limit(limits=count, user_api="blas"):
+                yield
+    finally:
+        _WORKERS.reset(token)
+
+
+def workers() -> int:
+    """How many parts a kernel should split its work into (1: do it all in the calling thread)."""
+    return _WORKERS.get()
+
+
+def _get_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=max(2, _default_workers()), thread_name_prefix="onnxforge-intra-op")
+        return _pool
+
+
+def _quiet(task: Callable[[], Any]) -> Any:
+    # errstate is per thread: the pool's threads would otherwise warn where the run is silent.
+    with np.errstate(all="ignore"):
+        return task()
+
+
+@contextlib.contextmanager
+def _single_threaded_blas() -> Iterator[None]:
+    blas = [lib for lib in _get_controller().lib_controllers if lib.user_api == "blas"]
+    before = [lib.num_threads for lib in blas]
+    for lib in blas:
+        lib.set_num_threads(1)
+    try:
         yield
+    finally:
+        for lib, count in zip(blas, before):
+            lib.set_num_threads(count)
+
+
+def parallel(tasks: Sequence[Callable[[], Any]]) -> None:
+    """Run independent ``tasks`` (each writes its own part of a result) on the run's intra-op threads.
+
+    The first task runs in the calling thread. The call returns when all are done and re-raises the first
+    exception. With one worker (or one task) this is a plain loop.
+    """
+    if workers() <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            task()
         return
-    with _get_controller().limit(limits=count, user_api="blas"):
-        yield
+    pool = _get_pool()
+    with _single_threaded_blas():
+        futures: list[Future[Any]] = [pool.submit(_quiet, task) for task in tasks[1:]]
+        try:
+            tasks[0]()
+        finally:
+            wait(futures)  # the parts write into shared buffers: never return while one still runs
+    for future in futures:
+        future.result()
+
+
+def split(total: int, parts: int, minimum: int = 1) -> list[tuple[int, int]]:
+    """``[0, total)`` cut into at most ``parts`` near-equal ``(start, stop)`` ranges of at least ``minimum``."""
+    parts = max(1, min(parts, total // max(1, minimum)))
+    bounds = [total * i // parts for i in range(parts + 1)]
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
 def current_blas_threads() -> int:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-from onnxforge import InferenceSession, InvalidArgument
+from onnxforge import InferenceSession, InvalidArgument, SessionOptions
 from onnxforge.runtime.kernels import conv as conv_module
 
 try:
@@ -292,3 +292,46 @@ def test_conv_im2col_bands_agree(monkeypatch: pytest.MonkeyPatch, bias: bool) ->
     inputs = [("X", x, False), ("W", w, True), ("B", b if bias else None, True)]
     expected = run_reference(node_model("Conv", inputs, **attrs), {"X": x})[0]
     assert_matches(run_ours(node_model("Conv", inputs, **attrs), {"X": x})[0], expected, np.float32)
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "group", "strides"),
+    [
+        ((1, 32, 40, 40), (48, 32, 3, 3), 1, [1, 1]),  # im2col, one image: bands split across threads
+        ((5, 16, 20, 20), (24, 16, 3, 3), 1, [1, 1]),  # flat im2col on a batch: column chunks split
+        ((2, 64, 30, 30), (96, 64, 1, 1), 1, [1, 1]),  # pointwise: output rows split
+        ((1, 60, 40, 40), (90, 20, 1, 1), 3, [1, 1]),  # grouped pointwise: groups split
+        ((1, 96, 112, 112), (96, 1, 3, 3), 96, [2, 2]),  # depthwise: channels split
+    ],
+)
+def test_conv_split_across_intra_op_threads_matches_one_thread(
+    x_shape: tuple[int, ...], w_shape: tuple[int, ...], group: int, strides: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every conv strategy is big enough here to hand parts to the intra-op pool at 2 threads."""
+    rng = np.random.default_rng(0)
+    x = random(rng, x_shape)
+    w = random(rng, w_shape)
+    b = random(rng, (w_shape[0],))
+    pad = (w_shape[2] - 1) // 2
+    inputs = [("X", x, False), ("W", w, True), ("B", b, True)]
+    model = node_model("Conv", inputs, opset=13, group=group, strides=strides, pads=[pad] * 4)
+    conv_macs = np.prod(w_shape) * np.prod(x_shape[2:]) // np.prod(strides) * x_shape[0]
+    assert conv_macs >= conv_module._PARALLEL_MIN_MACS
+    split_into: list[int] = []
+    real_parallel = conv_module.parallel
+
+    def spy(tasks: Any) -> None:
+        split_into.append(len(tasks))
+        real_parallel(tasks)
+
+    monkeypatch.setattr(conv_module, "parallel", spy)
+    results, parts = [], []
+    for threads in (1, 2):
+        options = SessionOptions()
+        options.intra_op_num_threads = threads
+        split_into.clear()
+        results.append(InferenceSession(model.SerializeToString(), options).run(None, {"X": x})[0])
+        parts.append(max(split_into, default=1))
+    assert parts == [1, 2]
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-5, atol=1e-5)
+    assert_matches(results[0], run_reference(model, {"X": x})[0], np.float32)

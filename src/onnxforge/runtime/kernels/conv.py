@@ -35,6 +35,7 @@ from onnxforge.runtime.kernels._spatial import (
     window_slice,
 )
 from onnxforge.runtime.registry import kernel
+from onnxforge.runtime.threads import parallel, split, workers
 
 # Size of one im2col band (see _im2col).
 _COLS_BYTES = 4 << 20
@@ -43,6 +44,8 @@ _COLS_BYTES = 4 << 20
 # _im2col_flat avoids _im2col's per-image loop (2-4x faster on 8x8 digits at batch 360).
 _FLAT_MAX_OVERHEAD = 3.0
 _FLAT_MIN_BATCH = 4
+# Below this many multiply-adds a conv runs in one thread: handing parts to the pool costs ~20-50 us.
+_PARALLEL_MIN_MACS = 2_000_000
 
 
 # Per-thread scratch buffers, reused across calls: glibc hands multi-MB blocks back to the OS on free, and
@@ -146,8 +149,27 @@ def _pointwise(
         xs = xs[window_slice((0,) * len(out), out, s, ones)]
     n, c = x.shape[:2]
     group = pw.group
-    cols = np.ascontiguousarray(xs).reshape(n, group, c // group, prod(out))
-    y = np.matmul(pw.matrix[0] if group == 1 else pw.matrix, cols[:, 0] if group == 1 else cols)
+    size = prod(out)
+    cols = np.ascontiguousarray(xs).reshape(n, group, c // group, size)
+    y = np.empty((n, group, pw.m // group, size), dtype=pw.dtype)
+    parts = workers() if pw.m * (c // group) * size * n >= _PARALLEL_MIN_MACS else 1
+    if group > 1 and parts > 1:
+        # Independent groups: each part multiplies its own groups' matrices.
+        def groups(g0: int, g1: int) -> None:
+            np.matmul(pw.matrix[g0:g1], cols[:, g0:g1], out=y[:, g0:g1])
+
+        parallel([lambda a=a, b=b: groups(a, b) for a, b in split(group, parts)])
+    elif group > 1:
+        np.matmul(pw.matrix, cols, out=y)
+    else:
+        # One GEMM per image, its output channels cut into row blocks when there are several threads.
+        jobs = [(i, m0, m1) for i in range(n) for m0, m1 in split(pw.m, -(-parts // n), minimum=16)]
+
+        def rows(chunk: list[tuple[int, int, int]]) -> None:
+            for i, m0, m1 in chunk:
+                np.matmul(pw.matrix[0, m0:m1], cols[i, 0], out=y[i, 0, m0:m1])
+
+        parallel([lambda a=a, b=b: rows(jobs[a:b]) for a, b in split(len(jobs), parts)])
     return y.reshape(n, pw.m, *out)
 
 
@@ -196,15 +218,23 @@ def _depthwise(
     steps = [prod(shape[i + 1 :]) for i in range(len(shape))]
     length = out[0] * steps[0]
     acc = np.empty((n, c, pw.m // c, length), dtype=x.dtype)
-    tmp = _scratch("taps", acc.shape, acc.dtype)
-    for index, (tap, offset) in enumerate(zip(pw.taps, itertools.product(*(range(ki) for ki in k)))):
+    reads = []
+    for offset in itertools.product(*(range(ki) for ki in k)):
         reach = [j * di for j, di in zip(offset, d)]
         phase = phases.index(tuple(r % si for r, si in zip(reach, s)))
-        start = sum((r // si) * st for r, si, st in zip(reach, s, steps))
-        view = flat[phase, :, :, :, start : start + length]
-        np.multiply(view, tap.reshape(c, -1, 1), out=acc if index == 0 else tmp)
-        if index:
-            acc += tmp
+        reads.append((phase, sum((r // si) * st for r, si, st in zip(reach, s, steps))))
+
+    def channels(c0: int, c1: int) -> None:
+        part = acc[:, c0:c1]
+        tmp = _scratch("taps", part.shape, acc.dtype)
+        for index, (tap, (phase, start)) in enumerate(zip(pw.taps, reads)):
+            view = flat[phase, :, c0:c1, :, start : start + length]
+            np.multiply(view, tap.reshape(c, -1, 1)[c0:c1], out=part if index == 0 else tmp)
+            if index:
+                part += tmp
+
+    parts = workers() if acc.size * len(reads) >= _PARALLEL_MIN_MACS else 1
+    parallel([lambda a=a, b=b: channels(a, b) for a, b in split(c, parts)])
     full = acc.reshape(n, pw.m, out[0], *grid[1:])
     if tuple(grid[1:]) == out[1:]:
         return full
@@ -250,15 +280,22 @@ def _im2col_flat(
     rows = c * taps
     y = _scratch("grid_out", (pw.m, n * image), pw.dtype)
     chunk = max(256, _COLS_BYTES // ((rows + 1) * x.itemsize))
-    for p0 in range(0, length, chunk):
-        p1 = min(length, p0 + chunk)
-        cols = _scratch("cols", (rows + pw.folded, p1 - p0), pw.dtype)
-        if pw.folded:
-            cols[rows] = 1
-        per_tap = cols[:rows].reshape(c, taps, p1 - p0)
-        for tap, off in enumerate(offsets):
-            per_tap[:, tap] = flat[:, off + p0 : off + p1]
-        np.matmul(pw.matrix[0], cols, out=y[:, p0:p1])
+    parts = workers() if pw.m * rows * length >= _PARALLEL_MIN_MACS else 1
+    chunk = min(chunk, max(256, -(-length // parts)))
+    starts = list(range(0, length, chunk))
+
+    def columns(first: int, last: int) -> None:
+        for p0 in starts[first:last]:
+            p1 = min(length, p0 + chunk)
+            cols = _scratch("cols", (rows + pw.folded, p1 - p0), pw.dtype)
+            if pw.folded:
+                cols[rows] = 1
+            per_tap = cols[:rows].reshape(c, taps, p1 - p0)
+            for tap, off in enumerate(offsets):
+                per_tap[:, tap] = flat[:, off + p0 : off + p1]
+            np.matmul(pw.matrix[0], cols, out=y[:, p0:p1])
+
+    parallel([lambda a=a, b=b: columns(a, b) for a, b in split(len(starts), parts)])
     full = y.reshape(pw.m, n, *grid)[(slice(None), slice(None), *(slice(0, o) for o in out))]
     return full.swapaxes(0, 1).copy()  # always a copy: y is scratch that the next call reuses
 
@@ -289,11 +326,15 @@ def _im2col(
         writeable=False,
     )
     band = max(1, min(out[0], _COLS_BYTES // max(1, group * rows * inner * xp.itemsize)))
+    parts = workers() if pw.m * rows * prod(out) * n >= _PARALLEL_MIN_MACS else 1
+    if n * -(-out[0] // band) < parts:
+        band = max(1, -(-out[0] // -(-parts // n)))  # enough bands for every thread
     y = np.empty((n, group, mg, out[0] * inner), dtype=pw.dtype)
     lead = (slice(None),) * (2 + len(k))
-    for item in range(n):
-        for r0 in range(0, out[0], band):
-            r1 = min(out[0], r0 + band)
+    jobs = [(item, r0, min(out[0], r0 + band)) for item in range(n) for r0 in range(0, out[0], band)]
+
+    def bands(chunk: list[tuple[int, int, int]]) -> None:
+        for item, r0, r1 in chunk:
             buf = _scratch("cols", (group, rows + pw.folded, (r1 - r0) * inner), pw.dtype)
             if pw.folded:
                 buf[:, rows] = 1
@@ -304,6 +345,8 @@ def _im2col(
                 np.matmul(pw.matrix[0], buf[0], out=target[0])
             else:
                 np.matmul(pw.matrix, buf, out=target)
+
+    parallel([lambda a=a, b=b: bands(jobs[a:b]) for a, b in split(len(jobs), parts)])
     return y.reshape(n, pw.m, *out)
 
 

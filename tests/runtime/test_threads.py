@@ -1,0 +1,65 @@
+"""The intra-op pool: work splitting, BLAS limits inside and after a parallel section, errors."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from onnxforge.runtime.threads import blas_threads, current_blas_threads, parallel, split, workers
+
+
+@pytest.mark.parametrize(
+    ("total", "parts", "minimum", "expected"),
+    [
+        (10, 2, 1, [(0, 5), (5, 10)]),
+        (7, 3, 1, [(0, 2), (2, 4), (4, 7)]),
+        (3, 8, 1, [(0, 1), (1, 2), (2, 3)]),
+        (40, 4, 16, [(0, 20), (20, 40)]),
+        (5, 2, 16, [(0, 5)]),
+        (0, 2, 1, []),
+    ],
+)
+def test_split_covers_the_range_in_near_equal_parts(
+    total: int, parts: int, minimum: int, expected: list[tuple[int, int]]
+) -> None:
+    assert split(total, parts, minimum) == expected
+
+
+def test_parallel_runs_on_several_threads_with_single_threaded_blas_then_restores_it() -> None:
+    seen: list[tuple[str, int]] = []
+    barrier = threading.Barrier(2, timeout=10)
+
+    def task() -> None:
+        barrier.wait()  # proves the two tasks ran at the same time
+        seen.append((threading.current_thread().name, current_blas_threads()))
+
+    with blas_threads(2):
+        assert workers() == 2
+        parallel([task, task])
+        assert current_blas_threads() == 2
+    assert workers() == 1
+    assert len({name for name, _ in seen}) == 2
+    assert [count for _, count in seen] == [1, 1]
+
+
+def test_parallel_waits_for_every_part_and_reraises_the_first_error() -> None:
+    done = np.zeros(3, dtype=bool)
+
+    def ok(index: int) -> None:
+        done[index] = True
+
+    def fails() -> None:
+        raise ValueError("part 0 failed")
+
+    with blas_threads(2), pytest.raises(ValueError, match="part 0 failed"):
+        parallel([fails, lambda: ok(1), lambda: ok(2)])
+    assert done[1:].all()
+
+
+def test_one_worker_runs_the_parts_in_the_calling_thread() -> None:
+    names: list[str] = []
+    with blas_threads(1):
+        parallel([lambda: names.append(threading.current_thread().name)] * 3)
+    assert names == [threading.current_thread().name] * 3
