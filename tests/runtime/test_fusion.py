@@ -184,3 +184,34 @@ def test_conv_results_do_not_share_the_reused_scratch_buffers() -> None:
     kept = first.copy()
     sess.run(None, {"x": -x})
     np.testing.assert_array_equal(first, kept)
+
+
+@pytest.mark.parametrize(
+    ("bounds", "opset"),
+    [((0.0, 6.0), 17), ((None, 0.5), 17), ((-0.25, None), 17), ((0.0, 6.0), 6)],
+)
+def test_conv_then_constant_clip_fuses_and_clips_like_the_plain_plan(
+    bounds: tuple[float | None, float | None], opset: int
+) -> None:
+    """ReLU6 as exporters write it (Clip with constant min/max inputs, or Clip-6 attributes) folds into the Conv."""
+    low, high = bounds
+    inits = {"w": RNG.standard_normal((4, 3, 3, 3)).astype(np.float32) * 3}
+    if opset >= 11:
+        names = ["c", "lo" if low is not None else "", "hi" if high is not None else ""]
+        while not names[-1]:
+            names.pop()
+        inits.update({"lo": np.float32(low), "hi": np.float32(high)})
+        inits = {k: v for k, v in inits.items() if k in ("w", *names)}
+        clip = helper.make_node("Clip", names, ["y"], name="clip")
+    else:
+        clip = helper.make_node("Clip", ["c"], ["y"], name="clip", min=low, max=high)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]), clip]
+    model = _model(nodes, {k: np.asarray(v) for k, v in inits.items()}, ["y"])
+    model.opset_import[0].version = opset
+    x = RNG.standard_normal((1, 3, 5, 5)).astype(np.float32)
+    fused, plain = _run_both(model, x)
+    np.testing.assert_array_equal(fused[0], plain[0])
+    np.testing.assert_array_equal(fused[0], ReferenceEvaluator(model).run(None, {"x": x})[0])
+    assert low is None or fused[0].min() == np.float32(low)
+    assert high is None or fused[0].max() == np.float32(high)
+    assert len(_plan(model, optimize=True).steps) == 1

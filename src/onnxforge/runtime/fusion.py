@@ -288,18 +288,58 @@ def _channel_affine(
     return np.ones(m, dtype), vector
 
 
-def with_relu(spec: StepSpec, relu: StepSpec, ctx: FusionContext) -> StepSpec | None:
-    """A fresh-output op then Relu: the Relu runs in place on the op's result, in the same step."""
-    if relu.op != "Relu" or spec.op not in _RELU_PRODUCERS or relu.ins != [spec.outs[0]] or len(relu.outs) != 1:
+def with_relu(spec: StepSpec, act: StepSpec, ctx: FusionContext) -> StepSpec | None:
+    """A fresh-output op then Relu, or Clip with constant bounds (ReLU6): the activation runs in place on
+    the op's result, in the same step."""
+    if spec.op not in _RELU_PRODUCERS or not act.ins or act.ins[0] != spec.outs[0] or len(act.outs) != 1:
         return None
     if not _is_fresh(spec):
         return None
+    if act.op == "Relu" and len(act.ins) == 1:
+        activation = _relu_into
+    elif act.op == "Clip":
+        bounds = _clip_bounds(act, ctx)
+        if bounds is None:
+            return None
+        activation = _clip_into(*bounds)
+    else:
+        return None
     call = spec.call
 
-    def then_relu(*args: Any) -> Any:
-        return _relu_into(call(*args))
+    def then_activation(*args: Any) -> Any:
+        return activation(call(*args))
 
-    return StepSpec(then_relu, spec.info.merged(relu.info), spec.ins, relu.outs, spec.kdef, spec.attrs)
+    return StepSpec(then_activation, spec.info.merged(act.info), spec.ins, act.outs, spec.kdef, spec.attrs)
+
+
+def _clip_bounds(clip: StepSpec, ctx: FusionContext) -> tuple[float | None, float | None] | None:
+    """Clip's (min, max) when both are known at build time (None: that side is open), else None."""
+    if clip.kdef is not None and clip.kdef.since < 11:
+        return float(clip.attrs.get("min", -3.4028234663852886e38)), float(clip.attrs.get("max", 3.4028234663852886e38))
+    bounds: list[float | None] = []
+    for position in (1, 2):
+        slot = clip.ins[position] if len(clip.ins) > position else _NONE
+        if slot == _NONE:
+            bounds.append(None)
+            continue
+        value = _scalar(ctx, slot)
+        if value is None:
+            return None
+        bounds.append(value)
+    return bounds[0], bounds[1]
+
+
+def _clip_into(low: float | None, high: float | None) -> Callable[[np.ndarray], np.ndarray]:
+    def clip_in_place(x: np.ndarray) -> np.ndarray:
+        if type(x) is not np.ndarray or x.dtype != np.float32 or not x.flags.writeable:
+            return np.clip(x, low, high).astype(x.dtype, copy=False)
+        if low is not None:
+            np.maximum(x, np.float32(low), out=x)
+        if high is not None:
+            np.minimum(x, np.float32(high), out=x)
+        return x
+
+    return clip_in_place
 
 
 def _scalar(ctx: FusionContext, slot: int) -> float | None:
