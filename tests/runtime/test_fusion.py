@@ -61,11 +61,13 @@ def _conv_bn_relu() -> onnx.ModelProto:
     return _model(nodes, inits, ["y"])
 
 
-def test_conv_bn_relu_folds_into_one_step_with_the_same_numbers() -> None:
+@pytest.mark.parametrize("side", [6, 40])  # 40: large enough for the in-place Relu's np.clip path
+def test_conv_bn_relu_folds_into_one_step_with_the_same_numbers(side: int) -> None:
     model = _conv_bn_relu()
-    x = RNG.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    x = RNG.standard_normal((2, 3, side, side)).astype(np.float32)
     fused, plain = _run_both(model, x)
     np.testing.assert_allclose(fused[0], plain[0], rtol=1e-5, atol=1e-5)
+    assert fused[0].min() == 0 and (fused[0] == 0).mean() > 0.1
     assert len(_plan(model, optimize=True).steps) == 1
     assert len(_plan(model, optimize=False).steps) == 3
 

@@ -299,7 +299,6 @@ def test_conv_im2col_bands_agree(monkeypatch: pytest.MonkeyPatch, bias: bool) ->
     [
         ((1, 32, 40, 40), (48, 32, 3, 3), 1, [1, 1]),  # im2col, one image: bands split across threads
         ((5, 16, 20, 20), (24, 16, 3, 3), 1, [1, 1]),  # flat im2col on a batch: column chunks split
-        ((2, 64, 30, 30), (96, 64, 1, 1), 1, [1, 1]),  # pointwise: output rows split
         ((1, 60, 40, 40), (90, 20, 1, 1), 3, [1, 1]),  # grouped pointwise: groups split
         ((1, 96, 112, 112), (96, 1, 3, 3), 96, [2, 2]),  # depthwise: channels split
     ],
@@ -335,3 +334,20 @@ def test_conv_split_across_intra_op_threads_matches_one_thread(
     assert parts == [1, 2]
     np.testing.assert_allclose(results[1], results[0], rtol=1e-5, atol=1e-5)
     assert_matches(results[0], run_reference(model, {"X": x})[0], np.float32)
+
+
+@pytest.mark.parametrize("kernel", [1, 3])
+def test_identical_filters_give_bit_identical_channels(kernel: int) -> None:
+    """Duplicate output channels are computed once: BLAS alone would round them differently by position."""
+    rng = np.random.default_rng(3)
+    base = random(rng, (3, 16, kernel, kernel))
+    w = base[[0, 1, 0, 2, 0, 1] * 20]  # 120 channels, 3 distinct filters
+    b = np.zeros(120, np.float32)
+    x = (random(rng, (1, 16, 13, 13)) * 1e7).astype(np.float32)
+    inputs = [("X", x, False), ("W", w, True), ("B", b, True)]
+    model = node_model("Conv", inputs, opset=13, pads=[kernel // 2] * 4)
+    y = run_ours(model, {"X": x})[0]
+    assert y.shape == (1, 120, 13, 13)
+    for channel in range(6, 120):
+        np.testing.assert_array_equal(y[0, channel], y[0, channel % 6])
+    assert_matches(y, run_reference(model, {"X": x})[0], np.float32)

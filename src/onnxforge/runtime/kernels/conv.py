@@ -71,9 +71,14 @@ class _PackedWeight:
 
     With a constant bias, the im2col strategy folds it into the matmul as an extra weight column that
     meets a row of ones in the column buffer, which saves a whole pass over the output.
+
+    Output channels with identical filters (and biases) are computed once and copied (``compact`` and
+    ``expand``): BLAS rounds a row differently depending on where it sits in its tile, so computing the
+    copies would make equal channels differ by an ulp, which e.g. a Softmax over huge equal logits (onnx's
+    light models, whose weights are ConstantOfShape) turns into a wrong answer.
     """
 
-    __slots__ = ("cg", "dtype", "folded", "group", "kernel", "kind", "m", "matrix", "taps")
+    __slots__ = ("cg", "compact", "dtype", "expand", "folded", "group", "kernel", "kind", "m", "matrix", "taps")
 
     def __init__(self, w: np.ndarray, group: int, bias: np.ndarray | None = None) -> None:
         if w.ndim < 3:
@@ -102,6 +107,26 @@ class _PackedWeight:
             assert bias is not None
             matrix = np.concatenate([matrix, bias.astype(self.dtype).reshape(group, m // group, 1)], axis=2)
         self.matrix = np.ascontiguousarray(matrix)
+        self.compact: _PackedWeight | None = None
+        self.expand: np.ndarray | None = None
+        if group == 1 and m > 1 and self.kind != "depthwise":
+            self._dedupe_rows()
+
+    def _dedupe_rows(self) -> None:
+        rows = self.matrix[0]
+        # Distinct projections on a random direction prove distinct rows; only ties need the exact check.
+        probe = rows @ np.random.default_rng(0).standard_normal(rows.shape[1]).astype(rows.dtype)
+        if np.unique(probe).size == rows.shape[0]:
+            return
+        unique, inverse = np.unique(rows, axis=0, return_inverse=True)
+        if unique.shape[0] == rows.shape[0]:
+            return
+        compact = object.__new__(_PackedWeight)
+        for name in ("cg", "dtype", "folded", "group", "kernel", "kind", "taps"):
+            setattr(compact, name, getattr(self, name))
+        compact.m, compact.matrix = unique.shape[0], np.ascontiguousarray(unique[None])
+        compact.compact, compact.expand = None, None
+        self.compact, self.expand = compact, inverse.reshape(-1)
 
 
 def _conv(
@@ -125,14 +150,22 @@ def _conv(
     k, s, d = spatial_params(len(pw.kernel), pw.kernel, strides, dilations)
     begins, _, out = conv_geometry(auto_pad, x.shape[2:], k, s, d, pads)
     xc = x.astype(pw.dtype, copy=False)
+    unique = pw.compact or pw
     if pw.kind == "pointwise":
-        y = _pointwise(xc, pw, begins, out, s)
+        y = _pointwise(xc, unique, begins, out, s)
     elif pw.kind == "depthwise":
         y = _depthwise(xc, pw, begins, out, s, d)
-    elif group == 1 and n >= _FLAT_MIN_BATCH and all(si == 1 for si in s) and _flat_overhead(out, k, d) <= _FLAT_MAX_OVERHEAD:
-        y = _im2col_flat(xc, pw, begins, out, k, d)
+    elif (
+        group == 1
+        and n >= _FLAT_MIN_BATCH
+        and all(si == 1 for si in s)
+        and _flat_overhead(out, k, d) <= _FLAT_MAX_OVERHEAD
+    ):
+        y = _im2col_flat(xc, unique, begins, out, k, d)
     else:
-        y = _im2col(pad_for_windows(xc, begins, out, k, s, d), pw, cg, out, k, s, d)
+        y = _im2col(pad_for_windows(xc, begins, out, k, s, d), unique, cg, out, k, s, d)
+    if pw.expand is not None:
+        y = np.take(y, pw.expand, axis=1)
     if bias is not None and not pw.folded:
         if bias.shape != (m,):
             raise InvalidArgument(f"Conv bias must have shape [{m}], got {list(bias.shape)}")
@@ -162,14 +195,9 @@ def _pointwise(
     elif group > 1:
         np.matmul(pw.matrix, cols, out=y)
     else:
-        # One GEMM per image, its output channels cut into row blocks when there are several threads.
-        jobs = [(i, m0, m1) for i in range(n) for m0, m1 in split(pw.m, -(-parts // n), minimum=16)]
-
-        def rows(chunk: list[tuple[int, int, int]]) -> None:
-            for i, m0, m1 in chunk:
-                np.matmul(pw.matrix[0, m0:m1], cols[i, 0], out=y[i, 0, m0:m1])
-
-        parallel([lambda a=a, b=b: rows(jobs[a:b]) for a, b in split(len(jobs), parts)])
+        # A plain GEMM with nothing to copy first: BLAS's own threads split it (and round as they always
+        # did: onnx's light SqueezeNet has exact ties between channels that only some orders keep).
+        np.matmul(pw.matrix[0], cols[:, 0], out=y[:, 0])
     return y.reshape(n, pw.m, *out)
 
 
@@ -251,7 +279,12 @@ def _flat_overhead(out: tuple[int, ...], k: tuple[int, ...], d: tuple[int, ...])
 
 
 def _im2col_flat(
-    x: np.ndarray, pw: _PackedWeight, begins: tuple[int, ...], out: tuple[int, ...], k: tuple[int, ...], d: tuple[int, ...]
+    x: np.ndarray,
+    pw: _PackedWeight,
+    begins: tuple[int, ...],
+    out: tuple[int, ...],
+    k: tuple[int, ...],
+    d: tuple[int, ...],
 ) -> np.ndarray:
     """Stride-1 im2col on flattened padded images: every kernel position is one contiguous run per channel.
 
@@ -274,7 +307,9 @@ def _im2col_flat(
         crop.append(slice(lo, hi))
         target.append(slice(lo + b, hi + b))
     padded[(slice(None), slice(None), *target)] = x[(slice(None), slice(None), *crop)].swapaxes(0, 1)
-    offsets = [sum(j * di * st for j, di, st in zip(tap, d, steps)) for tap in itertools.product(*(range(ki) for ki in k))]
+    offsets = [
+        sum(j * di * st for j, di, st in zip(tap, d, steps)) for tap in itertools.product(*(range(ki) for ki in k))
+    ]
     length = (n - 1) * image + out[0] * steps[0]
     taps = len(offsets)
     rows = c * taps

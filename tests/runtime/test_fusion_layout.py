@@ -1,0 +1,106 @@
+"""Channels-last chains (runtime/fusion_layout.py): pointwise -> depthwise -> pointwise keeps its numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from onnx.reference import ReferenceEvaluator
+
+from onnxforge import InferenceSession, InvalidArgument, SessionOptions
+from onnxforge.runtime.kernels._conv_layout import depthwise_nhwc
+from onnxforge.runtime.kernels.conv import _conv, _PackedWeight
+from onnxforge.runtime.plan import PlanBuilder
+
+RNG = np.random.default_rng(11)
+
+
+def _block(stride: int, pads: list[int], expose_middle: bool = False) -> onnx.ModelProto:
+    """MobileNetV2's inverted residual without the residual: expand 1x1 + BN + ReLU6, 3x3 depthwise + ReLU6,
+    project 1x1."""
+    c, hidden, out = 8, 24, 12
+    inits = {
+        "w1": RNG.standard_normal((hidden, c, 1, 1)).astype(np.float32),
+        "s": RNG.uniform(0.5, 2, hidden).astype(np.float32),
+        "t": RNG.standard_normal(hidden).astype(np.float32),
+        "mu": RNG.standard_normal(hidden).astype(np.float32),
+        "var": RNG.uniform(0.5, 2, hidden).astype(np.float32),
+        "lo": np.array(0, np.float32),
+        "hi": np.array(6, np.float32),
+        "wd": RNG.standard_normal((hidden, 1, 3, 3)).astype(np.float32),
+        "bd": RNG.standard_normal(hidden).astype(np.float32),
+        "w2": RNG.standard_normal((out, hidden, 1, 1)).astype(np.float32),
+        "b2": RNG.standard_normal(out).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["e"], name="expand"),
+        helper.make_node("BatchNormalization", ["e", "s", "t", "mu", "var"], ["n"], name="bn"),
+        helper.make_node("Clip", ["n", "lo", "hi"], ["r"], name="relu6"),
+        helper.make_node("Conv", ["r", "wd", "bd"], ["d"], name="dw", group=hidden, strides=[stride] * 2, pads=pads),
+        helper.make_node("Clip", ["d", "lo", "hi"], ["dr"], name="relu6_dw"),
+        helper.make_node("Conv", ["dr", "w2", "b2"], ["y"], name="project"),
+    ]
+    outputs = ["y", "r"] if expose_middle else ["y"]
+    graph = helper.make_graph(
+        nodes,
+        "block",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def _channels_last_steps(model: onnx.ModelProto) -> int:
+    plan = PlanBuilder(ir.serde.deserialize_model(model).opset_imports, optimize=True).build(
+        ir.serde.deserialize_model(model).graph
+    )
+    calls = [step[0] for step in plan.steps]  # (call, input slots, output slots, frees)
+    return sum(1 for call in calls if getattr(getattr(call, "__code__", None), "co_filename", "").endswith("fusion_layout.py"))
+
+
+@pytest.mark.parametrize(("stride", "pads"), [(1, [1, 1, 1, 1]), (2, [1, 1, 1, 1]), (2, [0, 1, 2, 0]), (1, [0, 0, 0, 0])])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_inverted_residual_runs_channels_last_with_the_reference_numbers(stride: int, pads: list[int], threads: int) -> None:
+    model = _block(stride, pads)
+    x = RNG.standard_normal((2, 8, 45, 45)).astype(np.float32)
+    options = SessionOptions()
+    options.intra_op_num_threads = threads
+    got = InferenceSession(model.SerializeToString(), options).run(None, {"x": x})[0]
+    want = ReferenceEvaluator(model).run(None, {"x": x})[0]
+    assert got.shape == want.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert _channels_last_steps(model) == 3
+
+
+def test_a_middle_value_that_is_a_graph_output_keeps_the_chain_off() -> None:
+    model = _block(1, [1, 1, 1, 1], expose_middle=True)
+    x = RNG.standard_normal((1, 8, 10, 10)).astype(np.float32)
+    got = InferenceSession(model.SerializeToString()).run(None, {"x": x})
+    want = ReferenceEvaluator(model).run(None, {"x": x})
+    for ours, theirs in zip(got, want):
+        assert ours.shape == theirs.shape  # "r" is returned NCHW, as declared
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+    assert _channels_last_steps(model) == 0
+
+
+@pytest.mark.parametrize(("kernel", "stride", "pads"), [(3, 1, (1, 1, 1, 1)), (3, 2, (0, 1, 2, 1)), (5, 3, (2, 0, 1, 2)), (3, 1, (0, 0, 0, 0))])
+def test_depthwise_nhwc_matches_the_nchw_kernel(kernel: int, stride: int, pads: tuple[int, ...]) -> None:
+    c = 6
+    w = RNG.standard_normal((c, 1, kernel, kernel)).astype(np.float32)
+    b = RNG.standard_normal(c).astype(np.float32)
+    x = RNG.standard_normal((2, c, 11, 9)).astype(np.float32)
+    conv = depthwise_nhwc(w, b, (stride, stride), pads[:2], pads[2:], None)
+    got = conv(np.ascontiguousarray(x.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
+    want = _conv(x, _PackedWeight(w, c), b, "NOTSET", list(pads), [stride, stride], None)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_depthwise_nhwc_names_a_wrong_channel_count() -> None:
+    conv = depthwise_nhwc(np.ones((4, 1, 3, 3), np.float32), None, (1, 1), (1, 1), (1, 1), None)
+    with pytest.raises(InvalidArgument, match=r"4 channels, got shape \[1, 5, 5, 3\]"):
+        conv(np.ones((1, 5, 5, 3), np.float32))
