@@ -2,7 +2,8 @@
 
 The reference evaluator covers direction, layout, biases, initial states, peepholes and linear_before_reset
 but ignores sequence_lens, clip, activations and input_forget; those are checked against onnxruntime
-(which in turn rejects layout=1, covered by a layout-equivalence property instead).
+(which in turn rejects layout=1, covered by a layout-equivalence property instead). Weights given as
+initializers (the path ``prepare`` packs once per node) are covered in test_rnn_packed.py.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import onnx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from onnxforge import InferenceSession, InvalidArgument
@@ -44,8 +45,14 @@ ACTIVATIONS = {
 
 
 def rnn_model(
-    op: str, inputs: list[np.ndarray | None], num_outputs: int, opset: int = 22, **attrs: Any
+    op: str,
+    inputs: list[np.ndarray | None],
+    num_outputs: int,
+    opset: int = 22,
+    constants: tuple[str, ...] = (),
+    **attrs: Any,
 ) -> onnx.ModelProto:
+    """One-node model; the inputs named in ``constants`` are initializers, the others graph inputs."""
     names = [name if value is not None else "" for name, value in zip(INPUT_NAMES, inputs)]
     while names and not names[-1]:
         names.pop()
@@ -54,19 +61,23 @@ def rnn_model(
     graph_inputs = [
         helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(value.dtype), value.shape)
         for name, value in zip(INPUT_NAMES, inputs)
-        if value is not None
+        if value is not None and name not in constants
+    ]
+    initializers = [
+        numpy_helper.from_array(value, name)
+        for name, value in zip(INPUT_NAMES, inputs)
+        if value is not None and name in constants
     ]
     elem = helper.np_dtype_to_tensor_dtype(inputs[0].dtype)
     graph_outputs = [helper.make_tensor_value_info(name, elem, None) for name in outputs]
-    model = helper.make_model(
-        helper.make_graph([node], "rnn", graph_inputs, graph_outputs), opset_imports=[helper.make_opsetid("", opset)]
-    )
+    graph = helper.make_graph([node], "rnn", graph_inputs, graph_outputs, initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
     model.ir_version = 8
     return model
 
 
-def feeds(inputs: list[np.ndarray | None]) -> dict[str, np.ndarray]:
-    return {name: value for name, value in zip(INPUT_NAMES, inputs) if value is not None}
+def feeds(inputs: list[np.ndarray | None], constants: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    return {name: value for name, value in zip(INPUT_NAMES, inputs) if value is not None and name not in constants}
 
 
 def make_inputs(
