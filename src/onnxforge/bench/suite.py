@@ -2,8 +2,9 @@
 
 Three sources:
 
-- the "light" models onnx ships under ``onnx/backend/test/data/light/``, fed as onnx's backend runner
-  feeds them (``arange(n) / n`` as float32 in the declared shape);
+- the "light" models onnx ships under ``onnx/backend/test/data/light/``, with seeded random weights in
+  place of their constant fills (see :func:`randomized_light_model`), fed as onnx's backend runner feeds
+  them (``arange(n) / n`` as float32 in the declared shape);
 - the plain-PyTorch models of :mod:`onnxforge.bench.torch_models`, exported once into the cache folder;
 - a dispatch-overhead probe built in code: a chain of tiny elementwise nodes on a ``[16]`` tensor, where
   the kernels do next to nothing, so latency / node count is the engine's per-node overhead.
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from onnxforge.bench import torch_models
 
@@ -123,10 +124,52 @@ def model_case(
     return Case(name or Path(path).stem, Path(path), feeds_for(model, dims), source, len(model.graph.node))
 
 
+def randomized_light_model(name: str, cache_dir: Path) -> Path:
+    """The light model with seeded random weights in place of its ConstantOfShape ones, cached.
+
+    onnx ships the light models with every weight tensor a ``ConstantOfShape`` fill: all filters of a layer
+    are identical. That makes them degenerate benchmarks (an engine may compute one filter and copy it, as
+    onnxforge does for exact ties) and ill-conditioned checks (a Softmax over ~1e10 logits that are equal
+    up to rounding). The suite keeps their graphs and shapes and draws realistic weights instead, the same
+    for every engine: He-scaled normal for tensors of rank >= 2, uniform(0.5, 1.5) for vectors (biases,
+    BatchNormalization scales, means and positive variances).
+    """
+    path = Path(cache_dir) / f"light_{name}-random-v1.onnx"
+    if path.exists():
+        return path
+    model = onnx.load(str(LIGHT_DIR / f"light_{name}.onnx"))
+    shapes = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    rng = np.random.default_rng(0)
+    kept = []
+    for node in model.graph.node:
+        value_attr = next((a for a in node.attribute if a.name == "value"), None)
+        is_float = value_attr is None or value_attr.t.data_type == TensorProto.FLOAT
+        if node.op_type == "ConstantOfShape" and node.input and node.input[0] in shapes and is_float:
+            shape = tuple(int(v) for v in shapes[node.input[0]])
+            if len(shape) >= 2:
+                fan_in = max(1, int(np.prod(shape[1:])))
+                value = rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
+            else:
+                value = rng.uniform(0.5, 1.5, shape)
+            model.graph.initializer.append(numpy_helper.from_array(value.astype(np.float32), node.output[0]))
+            # These models are IR version 3, where every initializer must also be a graph input.
+            model.graph.input.append(helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, shape))
+        else:
+            kept.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
 def _light(name: str) -> CaseSpec:
-    return CaseSpec(
-        name, "onnx-light", lambda _cache: model_case(LIGHT_DIR / f"light_{name}.onnx", name=name, source="onnx-light")
-    )
+    def make(cache_dir: Path) -> Case:
+        case = model_case(randomized_light_model(name, cache_dir), name=name, source="onnx-light")
+        case.notes["weights"] = "seeded random (onnx ships constant fills)"
+        return case
+
+    return CaseSpec(name, "onnx-light", make)
 
 
 def _torch(name: str) -> CaseSpec:
