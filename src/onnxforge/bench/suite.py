@@ -134,7 +134,7 @@ def randomized_light_model(name: str, cache_dir: Path) -> Path:
     for every engine: He-scaled normal for tensors of rank >= 2, uniform(0.5, 1.5) for vectors (biases,
     BatchNormalization scales, means and positive variances).
     """
-    path = Path(cache_dir) / f"light_{name}-random-v1.onnx"
+    path = Path(cache_dir) / f"light_{name}-random-v2.onnx"
     if path.exists():
         return path
     model = onnx.load(str(LIGHT_DIR / f"light_{name}.onnx"))
@@ -158,6 +158,14 @@ def randomized_light_model(name: str, cache_dir: Path) -> Path:
             kept.append(node)
     del model.graph.node[:]
     model.graph.node.extend(kept)
+    # Drop the shape tensors nothing reads any more (ORT warns about each unused initializer).
+    used = {name for node in kept for name in node.input}
+    unused = {t.name for t in model.graph.initializer if t.name not in used and t.name in shapes}
+    kept_inits = [t for t in model.graph.initializer if t.name not in unused]
+    kept_inputs = [i for i in model.graph.input if i.name not in unused]
+    del model.graph.initializer[:], model.graph.input[:]
+    model.graph.initializer.extend(kept_inits)
+    model.graph.input.extend(kept_inputs)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
