@@ -299,6 +299,8 @@ def test_conv_im2col_bands_agree(monkeypatch: pytest.MonkeyPatch, bias: bool) ->
     [
         ((1, 32, 40, 40), (48, 32, 3, 3), 1, [1, 1]),  # im2col, one image: bands split across threads
         ((5, 16, 20, 20), (24, 16, 3, 3), 1, [1, 1]),  # flat im2col on a batch: column chunks split
+        ((1, 64, 30, 30), (96, 64, 1, 1), 1, [1, 1]),  # pointwise: pixel columns split
+        ((1, 512, 7, 7), (256, 512, 1, 1), 1, [1, 1]),  # pointwise on few pixels: output rows split
         ((1, 60, 40, 40), (90, 20, 1, 1), 3, [1, 1]),  # grouped pointwise: groups split
         ((1, 96, 112, 112), (96, 1, 3, 3), 96, [2, 2]),  # depthwise: channels split
     ],

@@ -195,9 +195,22 @@ def _pointwise(
     elif group > 1:
         np.matmul(pw.matrix, cols, out=y)
     else:
-        # A plain GEMM with nothing to copy first: BLAS's own threads split it (and round as they always
-        # did: onnx's light SqueezeNet has exact ties between channels that only some orders keep).
-        np.matmul(pw.matrix[0], cols[:, 0], out=y[:, 0])
+        # One GEMM per image, cut into blocks across the intra-op threads: blocks of columns (pixels) when
+        # there are enough, else of rows (output channels). Under load this beats OpenBLAS's own threads,
+        # whose workers spin for a core the other one is using.
+        per_image = -(-parts // n)
+        by_rows = size < 64 * per_image
+        cuts = split(pw.m, per_image, minimum=16) if by_rows else split(size, per_image, minimum=64)
+        jobs = [(i, a, b) for i in range(n) for a, b in cuts]
+
+        def blocks(chunk: list[tuple[int, int, int]]) -> None:
+            for i, a, b in chunk:
+                if by_rows:
+                    np.matmul(pw.matrix[0, a:b], cols[i, 0], out=y[i, 0, a:b])
+                else:
+                    np.matmul(pw.matrix[0], cols[i, 0, :, a:b], out=y[i, 0, :, a:b])
+
+        parallel([lambda a=a, b=b: blocks(jobs[a:b]) for a, b in split(len(jobs), parts)])
     return y.reshape(n, pw.m, *out)
 
 
