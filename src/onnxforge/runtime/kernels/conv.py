@@ -114,13 +114,19 @@ class _PackedWeight:
 
     def _dedupe_rows(self) -> None:
         rows = self.matrix[0]
-        # Distinct projections on a random direction prove distinct rows; only ties need the exact check.
+        # Rows with different projections on a random direction differ; rows that tie are compared exactly
+        # against the first row of their tie group (a row that differs after all keeps its own place).
         probe = rows @ np.random.default_rng(0).standard_normal(rows.shape[1]).astype(rows.dtype)
-        if np.unique(probe).size == rows.shape[0]:
+        _, first, group = np.unique(probe, return_index=True, return_inverse=True)
+        if first.size == rows.shape[0]:
             return
-        unique, inverse = np.unique(rows, axis=0, return_inverse=True)
-        if unique.shape[0] == rows.shape[0]:
+        representative = first[group.reshape(-1)]
+        same = np.all(rows == rows[representative], axis=1)
+        representative = np.where(same, representative, np.arange(rows.shape[0]))
+        keep = np.unique(representative)
+        if keep.size == rows.shape[0]:
             return
+        unique, inverse = rows[keep], np.searchsorted(keep, representative)
         compact = object.__new__(_PackedWeight)
         for name in ("cg", "dtype", "folded", "group", "kernel", "kind", "taps"):
             setattr(compact, name, getattr(self, name))
