@@ -69,3 +69,35 @@ def test_initializer_whose_dims_disagree_with_its_data(tmp_path) -> None:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(InvalidGraph, match="'w'"):
         InferenceSession(model.SerializeToString())
+
+
+def test_a_model_file_parses_through_the_memory_map_as_onnx_loads_it(tmp_path) -> None:
+    import onnx
+
+    from onnxforge.ir.load import load_model_proto
+
+    weights = numpy_helper.from_array(np.arange(5000, dtype=np.float32).reshape(50, 100), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 50])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 100])],
+        [weights],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    path = tmp_path / "model.onnx"
+    onnx.save(model, str(path))
+    proto, folder = load_model_proto(path)
+    assert proto == onnx.load(str(path)) and folder == tmp_path
+    # The map is closed: the weights the session reads are protobuf's own copy.
+    x = np.ones((1, 50), np.float32)
+    np.testing.assert_allclose(InferenceSession(str(path)).run(None, {"x": x})[0], x @ np.arange(5000, dtype=np.float32).reshape(50, 100))
+
+
+def test_an_empty_file_is_not_a_model(tmp_path) -> None:
+    from onnxforge import InvalidProtobuf
+
+    path = tmp_path / "empty.onnx"
+    path.write_bytes(b"")
+    with pytest.raises(InvalidProtobuf, match="no graph"):
+        InferenceSession(str(path))

@@ -61,3 +61,68 @@ def test_importing_passes_installs_the_session_hook() -> None:
     model = ir.serde.deserialize_model(_messy_model())
     assert ops(optimizer_hook.optimize_for_level(model, 2))["BatchNormalization"] == 0
     assert optimizer_hook.optimize_for_level(model, 0) is model
+
+
+def test_reload_lets_the_passes_edit_the_model_in_place() -> None:
+    proto = _messy_model()
+    model = ir.serde.deserialize_model(proto)
+    reloads: list[ir.Model] = []
+
+    def reload() -> ir.Model:
+        reloads.append(ir.serde.deserialize_model(proto))
+        return reloads[-1]
+
+    result = optimize(model, 2, reload=reload)
+    assert result is model and not reloads
+    assert ops(result)["BatchNormalization"] == 0
+    assert_same_outputs(proto, result, {"x": rand(2, 3, 5, 5)}, rtol=1e-4, atol=1e-4)
+
+
+def test_a_failing_pass_restarts_from_a_reloaded_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from onnxforge.passes import pipeline
+
+    class Broken(ir.passes.InPlacePass):
+        def call(self, model: ir.Model) -> ir.passes.PassResult:
+            model.graph.outputs[0].name = "half-edited"  # a failing pass may leave the model changed
+            raise RuntimeError("boom")
+
+    specs = tuple(
+        dataclasses.replace(s, make=lambda o: Broken()) if s.name == "fold_constants" else s for s in pipeline.PASSES
+    )
+    monkeypatch.setattr(pipeline, "PASSES", specs)
+    proto = _messy_model()
+    reloads: list[ir.Model] = []
+
+    def reload() -> ir.Model:
+        reloads.append(ir.serde.deserialize_model(proto))
+        return reloads[-1]
+
+    result = optimize(ir.serde.deserialize_model(proto), 2, reload=reload)
+    assert len(reloads) == 1 and result is reloads[0]
+    assert [v.name for v in result.graph.outputs] == ["y"] and ops(result)["BatchNormalization"] == 0
+    assert_same_outputs(proto, result, {"x": rand(2, 3, 5, 5)}, rtol=1e-4, atol=1e-4)
+
+
+def test_inferred_shapes_are_applied_and_not_inferred_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``inferred``, shape folding works from the given shapes; the pass itself runs only after a change."""
+    import onnx
+
+    from onnxforge.passes import infer_shapes
+
+    proto = make_model(
+        [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Shape", ["r"], ["s"]), helper.make_node("Reshape", ["x", "s"], ["y"])],
+        [tensor_info("x", F, [2, 3])],
+        [tensor_info("y", F, [2, 3])],
+    )
+    inferred = onnx.shape_inference.infer_shapes(proto, data_prop=True)
+    runs: list[int] = []
+    original = infer_shapes.InferShapesPass.call
+    monkeypatch.setattr(infer_shapes.InferShapesPass, "call", lambda self, m: runs.append(1) or original(self, m))
+    model = ir.serde.deserialize_model(proto)
+    result = optimize(model, 2, reload=lambda: ir.serde.deserialize_model(proto), inferred=inferred.graph)
+    assert "Shape" not in ops(result)
+    # fold_shapes changed the model, so shapes are inferred again once in the next round, not before it.
+    assert len(runs) == 1
+    assert_same_outputs(proto, result, {"x": rand(2, 3)})

@@ -320,3 +320,64 @@ def test_input_without_an_element_type_is_invalid_graph() -> None:
     )
     with pytest.raises(InvalidGraph, match="(?i)type"):
         InferenceSession(model)
+
+
+def _shape_reshape_model(dims: list) -> onnx.ModelProto:
+    """y = Reshape(x, Shape(Relu(x))) * 2: a Shape node the optimizer folds when the dims are known."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("Relu", ["x"], ["r"]),
+            helper.make_node("Shape", ["r"], ["s"]),
+            helper.make_node("Reshape", ["x", "s"], ["t"]),
+            helper.make_node("Mul", ["t", "two"], ["y"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)],
+        [helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_type_check_shapes_reach_the_optimizer() -> None:
+    """The shapes inferred while checking types let the optimizer fold Shape; the numbers stay the same."""
+    model = _shape_reshape_model([2, 3])
+    sess = InferenceSession(model.SerializeToString())
+    assert "Shape" not in [node.op_type for node in sess._model.graph]
+    x = np.arange(6, dtype=np.float32).reshape(2, 3) - 2
+    np.testing.assert_array_equal(sess.run(None, {"x": x})[0], x * 2)
+
+
+def test_free_dimension_overrides_still_reach_the_optimizer() -> None:
+    """With overrides the type check's shapes are not those of the model the optimizer gets: it infers its own."""
+    options = SessionOptions()
+    options.add_free_dimension_override_by_name("N", 4)
+    sess = InferenceSession(_shape_reshape_model(["N", 3]).SerializeToString(), options)
+    assert "Shape" not in [node.op_type for node in sess._model.graph]
+    x = np.linspace(-1, 1, 12, dtype=np.float32).reshape(4, 3)
+    np.testing.assert_array_equal(sess.run(None, {"x": x})[0], x * 2)
+    plain = InferenceSession(_shape_reshape_model(["N", 3]).SerializeToString())
+    assert "Shape" in [node.op_type for node in plain._model.graph]
+
+
+def test_check_types_returns_the_inferred_shapes() -> None:
+    from onnxforge.runtime.typecheck import check_types
+
+    inferred = check_types(_shape_reshape_model([2, 3]), "test")
+    assert inferred is not None
+    shapes = {info.name: [d.dim_value for d in info.type.tensor_type.shape.dim] for info in inferred.graph.value_info}
+    assert shapes["r"] == [2, 3] and shapes["t"] == [2, 3]
+
+
+def test_session_creation_leaves_the_garbage_collector_as_it_found_it() -> None:
+    import gc
+
+    assert gc.isenabled()
+    InferenceSession(_shape_reshape_model([2, 3]).SerializeToString())
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        InferenceSession(_shape_reshape_model([2, 3]).SerializeToString())
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import google.protobuf.message
@@ -31,10 +33,26 @@ def load_model_proto(source: ModelSource) -> tuple[onnx.ModelProto, Path | None]
     if not path.is_file():
         raise NoSuchFile(f"Load model from {path} failed: file does not exist")
     try:
-        proto = onnx.load_model(str(path), load_external_data=False)
+        if onnx.serialization.registry.get_format_from_file_extension(path.suffix) in (None, "protobuf"):
+            proto = _parse_mapped(path)
+        else:  # a text format onnx knows by the file's extension
+            proto = onnx.load_model(str(path), load_external_data=False)
     except (google.protobuf.message.DecodeError, ValueError, RuntimeError) as exc:
         raise InvalidProtobuf(f"Load model from {path} failed: not an ONNX protobuf ({exc})") from exc
     return proto, path.parent
+
+
+def _parse_mapped(path: Path) -> onnx.ModelProto:
+    """Parse a protobuf file through a read-only memory map: protobuf copies what it keeps anyway, so reading
+    the file into a bytes object first (as ``onnx.load_model`` does) was one more copy of every weight."""
+    proto = onnx.ModelProto()
+    with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            proto.ParseFromString(b"")
+            return proto
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped, memoryview(mapped) as view:
+            proto.ParseFromString(view)
+    return proto
 
 
 def _check_proto(proto: onnx.ModelProto, where: str) -> None:
@@ -60,11 +78,15 @@ def _external_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
                 yield from _external_tensors(sub)
 
 
-def check_external_data(proto: onnx.ModelProto, base_dir: Path | None, where: str) -> None:
-    """Refuse external-data locations that leave the model's folder or point at missing files."""
+def check_external_data(proto: onnx.ModelProto, base_dir: Path | None, where: str) -> bool:
+    """Refuse external-data locations that leave the model's folder or point at missing files.
+
+    True when the model has external data at all."""
+    found = False
     for tensor in _external_tensors(proto.graph):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
+        found = True
         info = {entry.key: entry.value for entry in tensor.external_data}
         location = info.get("location", "")
         if base_dir is None:
@@ -92,6 +114,38 @@ def check_external_data(proto: onnx.ModelProto, base_dir: Path | None, where: st
             )
         if dims_count < 0:
             raise InvalidGraph(f"Model from {where}: initializer '{tensor.name}' has negative dims {list(tensor.dims)}")
+    return found
+
+
+@dataclass(frozen=True)
+class CheckedModel:
+    """A parsed and checked model, ready to become onnx-ir (as often as asked: each call builds a new one)."""
+
+    proto: onnx.ModelProto  # as parsed (or given)
+    engine_proto: onnx.ModelProto  # after ``transform``; the same object when it changed nothing
+    base_dir: Path | None
+    where: str
+    has_external_data: bool
+
+    def to_ir(self) -> ir.Model:
+        """The onnx-ir model, tensors referring to the protobuf's bytes (external data lazily mapped)."""
+        try:
+            model = ir.serde.deserialize_model(self.engine_proto)
+        except Exception as exc:  # onnx-ir raises plain exceptions for malformed graphs
+            raise InvalidGraph(f"Load model from {self.where} failed: {exc}") from exc
+        if self.base_dir is not None and self.has_external_data:  # set_base_dir walks every tensor
+            ir.external_data.set_base_dir(model.graph, self.base_dir)
+        return model
+
+
+def check_model(source: ModelSource, transform: Callable[[onnx.ModelProto], onnx.ModelProto] | None = None) -> CheckedModel:
+    """Parse and check a model; ``transform`` rewrites the checked proto (the engine expands functions there)."""
+    proto, base_dir = load_model_proto(source)
+    where = str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
+    _check_proto(proto, where)
+    has_external_data = check_external_data(proto, base_dir, where)
+    engine_proto = transform(proto) if transform is not None else proto
+    return CheckedModel(proto, engine_proto, base_dir, where, has_external_data)
 
 
 def load_model(
@@ -101,15 +155,5 @@ def load_model(
 
     ``transform`` rewrites the checked proto before it becomes onnx-ir (the engine expands functions there).
     """
-    proto, base_dir = load_model_proto(source)
-    where = str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
-    _check_proto(proto, where)
-    check_external_data(proto, base_dir, where)
-    graph_proto = transform(proto) if transform is not None else proto
-    try:
-        model = ir.serde.deserialize_model(graph_proto)
-    except Exception as exc:  # onnx-ir raises plain exceptions for malformed graphs
-        raise InvalidGraph(f"Load model from {where} failed: {exc}") from exc
-    if base_dir is not None:
-        ir.external_data.set_base_dir(model.graph, base_dir)
-    return model, proto
+    checked = check_model(source, transform)
+    return checked.to_ir(), checked.proto

@@ -15,6 +15,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxforge.ir.dtypes import np_dtype_for
+from onnxforge.passes._gates import nodes_of
 
 # Node.meta key (not serialized): names of the original nodes a fused node stands for, in graph order.
 ABSORBED = "onnxforge.absorbed_nodes"
@@ -23,8 +24,11 @@ SLICE_TO_END = 2**31 - 1
 
 
 def all_nodes(model: ir.Model) -> list[ir.Node]:
-    """Every node of the main graph and of every subgraph, taken as a list so the caller may edit the graph."""
-    return list(ir.traversal.RecursiveGraphIterator(model.graph))
+    """Every node of the main graph and of every subgraph, taken as a list so the caller may edit the graph.
+
+    Same order as onnx-ir's ``RecursiveGraphIterator`` (a node, then its subgraphs' nodes), built without
+    its generator per node, which made walking the model a large part of every pass."""
+    return nodes_of(model.graph)
 
 
 def alive(node: ir.Node) -> bool:
@@ -130,15 +134,24 @@ def single_user(value: ir.Value) -> ir.Node | None:
 
 
 class Names:
-    """Every value name in a model, collected once per pass, so new initializers get unique names cheaply."""
+    """Every value name in a model, collected once per pass on the first request (most passes find nothing
+    to rewrite and never ask), so new initializers get unique names cheaply."""
 
     def __init__(self, model: ir.Model) -> None:
-        self.taken: set[str] = set()
-        for graph in graphs_of(model):
-            self.taken.update(graph.initializers)
-            self.taken.update(v.name for v in graph.inputs if v.name)
-            for node in graph:
-                self.taken.update(v.name for v in node.outputs if v.name)
+        self._model = model
+        self._taken: set[str] | None = None
+
+    @property
+    def taken(self) -> set[str]:
+        if self._taken is None:
+            taken: set[str] = set()
+            for graph in graphs_of(self._model):
+                taken.update(graph.initializers)
+                taken.update(v.name for v in graph.inputs if v.name)
+                for node in graph:
+                    taken.update(v.name for v in node.outputs if v.name)
+            self._taken = taken
+        return self._taken
 
     def fresh(self, base: str) -> str:
         name, index = base, 0

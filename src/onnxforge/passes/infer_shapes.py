@@ -9,11 +9,19 @@ this stays cheap on big models (and works above protobuf's 2 GB). The merge back
 onnx-ir's ``ShapeInferencePass``: that one assigns ``dtype`` on every value, which turns a sequence or
 optional value (``SequenceEmpty``'s output, a Loop's carried sequence) into a tensor and makes the model
 fail type checking. Here only tensor types are taken, and only where inference knows more.
+
+A caller that already ran onnx's inference on the model as it is (a session does, to check types) applies
+it with :func:`apply_inferred` instead, and tells the pipeline (``run_passes(shapes_inferred=True)``) to
+skip this pass until a pass changes the model.
+
+Only the inferred types are read back (``value_info``, inputs, outputs, initializers of each graph), not
+the whole model: turning the inferred protobuf into a second onnx-ir model cost more than the inference.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import onnx
 import onnx_ir as ir
@@ -42,20 +50,74 @@ def _merge(target: ir.Value, inferred: ir.Value) -> bool:
     return changed
 
 
+def _proto_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """The graph and its subgraphs in the order of onnx-ir's ``Model.graphs()`` (node order, then attributes)."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from _proto_graphs(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for sub in attr.graphs:
+                    yield from _proto_graphs(sub)
+
+
+def _tensor_value(info: onnx.ValueInfoProto) -> ir.Value:
+    """``ir.serde.deserialize_value_info_proto`` for a tensor, at a fraction of its cost (it is called for
+    every value of the model)."""
+    tensor_type = info.type.tensor_type
+    shape = None
+    if tensor_type.HasField("shape"):
+        shape = ir.Shape(
+            [dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or None) for dim in tensor_type.shape.dim]
+        )
+    return ir.Value(name=info.name, type=ir.TensorType(ir.DataType(tensor_type.elem_type)), shape=shape)
+
+
+class _InferredTypes:
+    """A graph's inferred value types by name, turned into onnx-ir values only when asked for."""
+
+    def __init__(self, graph: onnx.GraphProto) -> None:
+        self._infos: dict[str, onnx.ValueInfoProto] = {}
+        for info in list(graph.input) + list(graph.value_info) + list(graph.output):
+            self._infos[info.name] = info
+        self._tensors = {tensor.name: tensor for tensor in graph.initializer if tensor.name not in self._infos}
+
+    def get(self, name: str) -> ir.Value | None:
+        info = self._infos.get(name)
+        if info is not None:
+            if info.type.WhichOneof("value") != "tensor_type":
+                return None  # only tensor types are merged (and onnx-ir cannot read map types)
+            return _tensor_value(info)
+        tensor = self._tensors.get(name)
+        if tensor is not None:
+            return ir.Value(name=name, type=ir.TensorType(ir.DataType(tensor.data_type)), shape=ir.Shape(list(tensor.dims)))
+        return None
+
+
 class InferShapesPass(ir.passes.InPlacePass):
     """Annotate tensor values with onnx-inferred shapes and element types; never changes the graph's nodes."""
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         try:
-            inferred = ir.serde.deserialize_model(_c_api_utils.call_onnx_api(_infer, model))
+            inferred = _c_api_utils.call_onnx_api(_infer, model)
         except Exception as exc:  # inference is a help for the rules, not a requirement
             _log.debug("shape inference failed: %s", exc)
             return ir.passes.PassResult(model, modified=False)
-        modified = False
-        for graph, inferred_graph in zip(model.graphs(), inferred.graphs()):
-            known = ir.convenience.create_value_mapping(inferred_graph, include_subgraphs=False)
-            for name, value in ir.convenience.create_value_mapping(graph, include_subgraphs=False).items():
-                match = known.get(name)
-                if match is not None and _merge(value, match):
-                    modified = True
-        return ir.passes.PassResult(model, modified=modified)
+        return ir.passes.PassResult(model, modified=apply_inferred(model, inferred.graph))
+
+
+def apply_inferred(model: ir.Model, inferred: onnx.GraphProto) -> bool:
+    """Merge the types onnx inferred for ``model`` (its main graph and subgraphs, as ``inferred``) into it."""
+    graphs = list(model.graphs())
+    proto_graphs = list(_proto_graphs(inferred))
+    if len(proto_graphs) != len(graphs):  # cannot pair them up: the main graph is the one that matters
+        graphs, proto_graphs = graphs[:1], proto_graphs[:1]
+    modified = False
+    for graph, graph_proto in zip(graphs, proto_graphs):
+        known = _InferredTypes(graph_proto)
+        for name, value in ir.convenience.create_value_mapping(graph, include_subgraphs=False).items():
+            match = known.get(name)
+            if match is not None and _merge(value, match):
+                modified = True
+    return modified

@@ -8,6 +8,12 @@ constant evaluation; level 2 passes are fusions that re-associate float arithmet
 
 A pass that raises aborts the run with :class:`PassFailed`; since passes edit in place, the caller starts
 again from a fresh copy of the model with that pass disabled.
+
+Passes are skipped where they provably have nothing to do, which keeps creating a session cheap: a pass
+that came back unmodified is not run again until some pass changes the model (an analysis pass, whose
+result is a fixed point of itself, not until another pass changes it); a pass whose ops (``needs``: each
+set must meet the model's op types) are absent does not run; CSE and sorting run only when ``_gates``
+finds a candidate pair or an unsorted graph.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from onnx_ir.passes.common import (
     TopologicalSortPass,
 )
 
+from onnxforge.passes import _gates
 from onnxforge.passes.constant_folding import FoldConstantsPass
 from onnxforge.passes.fold_if import FoldConstantIfPass
 from onnxforge.passes.fuse_bn_affine import FuseBatchNormAffinePass
@@ -47,6 +54,11 @@ RANDOM_OPS = frozenset(
     {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli", "Dropout"}
 )
 MAX_ROUNDS = 10
+_ARITHMETIC = frozenset({"Add", "Sub", "Mul", "Div"})
+_NOOP_OPS = _ARITHMETIC | frozenset(
+    {"Identity", "Concat", "Split", "Dropout", "Cast", "CastLike", "Transpose", "Reshape", "Pad", "Slice", "Expand"}
+    | {"Squeeze", "Unsqueeze", "Tile"}
+)
 
 
 @dataclass(frozen=True)
@@ -65,11 +77,19 @@ class PassSpec:
     make: Callable[[Options], ir.passes.PassBase]
     analysis: bool = False  # only annotates (shapes): never counts as a change of the graph
     when: Callable[[Options], bool] = lambda options: True
+    # The pass can only change a model whose op types meet each of these sets (see _gates).
+    needs: tuple[frozenset[str], ...] = ()
+    # A cheaper necessary condition for the pass to change anything (see _gates).
+    worth_running: Callable[[ir.Model], bool] = lambda model: True
+
+
+def _ops(*names: str) -> frozenset[str]:
+    return frozenset(names)
 
 
 PASSES: tuple[PassSpec, ...] = (
-    PassSpec("topological_sort", "pre", BASIC, lambda o: TopologicalSortPass()),
-    PassSpec("inline_functions", "pre", BASIC, lambda o: InlinePass()),
+    PassSpec("topological_sort", "pre", BASIC, lambda o: TopologicalSortPass(), worth_running=lambda m: not _gates.is_sorted(m)),
+    PassSpec("inline_functions", "pre", BASIC, lambda o: InlinePass(), worth_running=lambda m: bool(m.functions)),
     PassSpec(
         "initializers_as_constants",
         "pre",
@@ -79,22 +99,42 @@ PASSES: tuple[PassSpec, ...] = (
     ),
     PassSpec("fold_constants", "loop", BASIC, lambda o: FoldConstantsPass(o.fold_size_limit)),
     PassSpec("infer_shapes", "loop", BASIC, lambda o: InferShapesPass(), analysis=True),
-    PassSpec("fold_shapes", "loop", BASIC, lambda o: FoldShapesPass()),
-    PassSpec("fold_if", "loop", BASIC, lambda o: FoldConstantIfPass()),
-    PassSpec("remove_noops", "loop", BASIC, lambda o: RemoveNoOpsPass()),
-    PassSpec("merge_consecutive", "loop", BASIC, lambda o: MergeConsecutivePass()),
-    PassSpec("fuse_pad", "loop", EXTENDED, lambda o: FusePadIntoConvPoolPass()),
-    PassSpec("fuse_conv_bn", "loop", EXTENDED, lambda o: FuseConvBatchNormPass()),
-    PassSpec("fuse_conv_affine", "loop", EXTENDED, lambda o: FuseConvAffinePass()),
-    PassSpec("fuse_bn_affine", "loop", EXTENDED, lambda o: FuseBatchNormAffinePass()),
-    PassSpec("fuse_gemm_bn", "loop", EXTENDED, lambda o: FuseGemmBatchNormPass()),
-    PassSpec("matmul_add_to_gemm", "loop", EXTENDED, lambda o: MatMulAddToGemmPass()),
-    PassSpec("cse", "loop", BASIC, lambda o: InEverySubgraphPass(CommonSubexpressionEliminationPass(), RANDOM_OPS)),
+    PassSpec("fold_shapes", "loop", BASIC, lambda o: FoldShapesPass(), needs=(_ops("Shape", "Size"),)),
+    PassSpec("fold_if", "loop", BASIC, lambda o: FoldConstantIfPass(), needs=(_ops("If"),)),
+    PassSpec("remove_noops", "loop", BASIC, lambda o: RemoveNoOpsPass(), needs=(_NOOP_OPS,)),
+    PassSpec(
+        "merge_consecutive",
+        "loop",
+        BASIC,
+        lambda o: MergeConsecutivePass(),
+        needs=(_ops("Transpose", "Reshape", "Squeeze", "Unsqueeze", "Slice", "Cast"),),
+    ),
+    PassSpec("fuse_pad", "loop", EXTENDED, lambda o: FusePadIntoConvPoolPass(), needs=(_ops("Pad"),)),
+    PassSpec(
+        "fuse_conv_bn", "loop", EXTENDED, lambda o: FuseConvBatchNormPass(), needs=(_ops("BatchNormalization"), _ops("Conv"))
+    ),
+    PassSpec("fuse_conv_affine", "loop", EXTENDED, lambda o: FuseConvAffinePass(), needs=(_ARITHMETIC, _ops("Conv"))),
+    PassSpec(
+        "fuse_bn_affine", "loop", EXTENDED, lambda o: FuseBatchNormAffinePass(), needs=(_ARITHMETIC, _ops("BatchNormalization"))
+    ),
+    PassSpec(
+        "fuse_gemm_bn", "loop", EXTENDED, lambda o: FuseGemmBatchNormPass(), needs=(_ops("Gemm"), _ops("BatchNormalization"))
+    ),
+    PassSpec(
+        "matmul_add_to_gemm", "loop", EXTENDED, lambda o: MatMulAddToGemmPass(), needs=(_ops("MatMul"), _ops("Add"))
+    ),
+    PassSpec(
+        "cse",
+        "loop",
+        BASIC,
+        lambda o: InEverySubgraphPass(CommonSubexpressionEliminationPass(), RANDOM_OPS),
+        worth_running=_gates.may_share_subexpressions,
+    ),
     PassSpec("remove_unused", "loop", BASIC, lambda o: RemoveUnusedNodesPass()),
     PassSpec("dedup_initializers", "post", BASIC, lambda o: DeduplicateInitializersPass()),
-    PassSpec("remove_unused_functions", "post", BASIC, lambda o: RemoveUnusedFunctionsPass()),
+    PassSpec("remove_unused_functions", "post", BASIC, lambda o: RemoveUnusedFunctionsPass(), worth_running=lambda m: bool(m.functions)),
     PassSpec("remove_unused", "post", BASIC, lambda o: RemoveUnusedNodesPass()),
-    PassSpec("topological_sort", "post", BASIC, lambda o: TopologicalSortPass()),
+    PassSpec("topological_sort", "post", BASIC, lambda o: TopologicalSortPass(), worth_running=lambda m: not _gates.is_sorted(m)),
 )
 
 PASS_NAMES: tuple[str, ...] = tuple(dict.fromkeys(spec.name for spec in PASSES))
@@ -134,20 +174,30 @@ def run_passes(
     options: Options | None = None,
     extra: Sequence[ExtraPass] = (),
     max_rounds: int = MAX_ROUNDS,
+    shapes_inferred: bool = False,
 ) -> RunResult:
     """Run the enabled passes on ``model`` in place, the loop stage to a fixed point.
 
-    ``extra`` passes (name, pass) join the loop stage after the built-in ones.
+    ``extra`` passes (name, pass) join the loop stage after the built-in ones. ``shapes_inferred``: the
+    model's shapes are already what ``infer_shapes`` would find (``infer_shapes.apply_inferred``), so it
+    only runs once a pass has changed the model.
     """
     options = options or Options()
     skip = set(disabled)
     specs = [s for s in PASSES if s.level <= level and s.name not in skip and s.when(options)]
     result = RunResult()
+    tracker = _ChangeTracker(model)
+    if shapes_inferred:
+        tracker.settled["infer_shapes"] = tracker.version
 
     def stage(spec_list: list[PassSpec]) -> bool:
         changed = False
         for spec in spec_list:
-            if not _run_one(spec.name, spec.make(options), model):
+            if not tracker.should_run(spec):
+                continue
+            modified = _run_one(spec.name, spec.make(options), model)
+            tracker.ran(spec, modified)
+            if not modified:
                 continue
             if spec.name not in result.touched:
                 result.touched.append(spec.name)
@@ -164,7 +214,9 @@ def run_passes(
             result.rounds += 1
             changed = stage(loop)
             for name, pass_ in extras:
-                if _run_one(name, pass_, model):
+                modified = _run_one(name, pass_, model)
+                tracker.ran(None, modified)
+                if modified:
                     result.changed[name] = result.changed.get(name, 0) + 1
                     if name not in result.touched:
                         result.touched.append(name)
@@ -173,6 +225,38 @@ def run_passes(
                 break
         stage([s for s in specs if s.stage == "post"])
     return result
+
+
+class _ChangeTracker:
+    """Counts the model's changes, to tell which passes need not run again (see the module docstring)."""
+
+    def __init__(self, model: ir.Model) -> None:
+        self.model = model
+        self.version = 0
+        # pass name -> the version at which it last found nothing to do (an analysis pass: last ran). Keyed by
+        # name, so the post stage's DCE and sort are skipped when the loop or the pre stage just did them.
+        self.settled: dict[str, int] = {}
+        self._op_types: tuple[int, frozenset[str]] | None = None
+
+    def should_run(self, spec: PassSpec) -> bool:
+        if self.settled.get(spec.name) == self.version:
+            return False
+        if spec.needs:
+            ops = self.op_types()
+            if any(ops.isdisjoint(needed) for needed in spec.needs):
+                return False
+        return spec.worth_running(self.model)
+
+    def ran(self, spec: PassSpec | None, modified: bool) -> None:
+        if modified:
+            self.version += 1
+        if spec is not None and (not modified or spec.analysis):
+            self.settled[spec.name] = self.version
+
+    def op_types(self) -> frozenset[str]:
+        if self._op_types is None or self._op_types[0] != self.version:
+            self._op_types = (self.version, _gates.op_types(self.model))
+        return self._op_types[1]
 
 
 @contextlib.contextmanager

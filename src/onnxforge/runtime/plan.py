@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -278,11 +279,14 @@ class _GraphCompiler:
             graph.sort()
         except Exception as exc:  # onnx-ir raises a plain error on cycles
             raise InvalidGraph(f"graph '{graph.name}' cannot be sorted topologically: {exc}") from exc
+        _forget_former_io(graph)
         input_slots = [self._new_slot(value) for value in graph.inputs]
         # Old models list every initializer as an input too; folding them pays, guarded by a fallback plan.
         builder_optimizes = self.builder.optimize and not self.is_subgraph
         for value in graph.initializers.values():
             array = _tensor_to_numpy(value)
+            if array is not None:
+                value.const_value = _detached(value.const_value, array)
             if value in self.slots:  # an initializer that is also an input: its default
                 self.template[self.slots[value]] = array
                 if builder_optimizes and array is not None:
@@ -352,6 +356,8 @@ class _GraphCompiler:
             if attr.is_ref():
                 raise InvalidGraph(f"{info.describe()}: attribute '{attr_name}' refers to a function attribute outside a function")
             attrs[attr_name] = self._attribute_value(attr, captured)
+            if attr.type == ir.AttributeType.TENSOR and (detached := _detached(attr.value, attrs[attr_name])) is not attr.value:
+                node.attributes[attr_name] = ir.AttrTensor(attr_name, detached, doc_string=attr.doc_string)
         missing = sorted(kdef.required - set(attrs))
         if missing:
             raise InvalidGraph(f"{info.describe()}: required attribute(s) {missing} missing")
@@ -462,6 +468,35 @@ def _ir_tensor_numpy(tensor: ir.TensorProtocol) -> np.ndarray:
             array.shape
         )
     return array
+
+
+def _forget_former_io(graph: ir.Graph) -> None:
+    """Drop onnx-ir's bookkeeping of values that were once graph inputs or outputs but are no more.
+
+    onnx-ir (1.1) counts each value's places in ``graph.inputs``/``outputs`` in a Counter that keeps an
+    entry at zero once the value leaves; its shape inference lists every initializer as an input for a
+    moment, so initializers the optimizer later folded away (and the protobuf their tensors read from,
+    with every weight in it) would stay alive as long as the graph.
+    """
+    for io in (graph.inputs, graph.outputs):
+        counter = getattr(io, "_ref_counter", None)
+        if isinstance(counter, Counter):
+            for value in [value for value, count in counter.items() if count <= 0]:
+                del counter[value]
+
+
+def _detached(tensor: ir.TensorProtocol, array: np.ndarray) -> ir.TensorProtocol:
+    """``tensor`` over ``array`` (the plan's copy) instead of over the model's protobuf.
+
+    Reading raw data out of a protobuf tensor copies it, and any tensor still backed by the protobuf keeps
+    the whole parsed model (every weight) in memory. Once each tensor holds the array the plan already
+    has, the session can let the protobuf go before weights are packed: one copy of the weights less.
+    """
+    if not isinstance(tensor, ir.serde.TensorProtoTensor):
+        return tensor  # already in memory, or external data (mapped from its file, not held by the protobuf)
+    if tensor.dtype == ir.DataType.STRING:
+        return ir.StringTensor(tensor.numpy(), shape=tensor.shape, name=tensor.name, doc_string=tensor.doc_string)
+    return ir.Tensor(array, dtype=tensor.dtype, name=tensor.name, doc_string=tensor.doc_string)
 
 
 def _tensor_to_numpy(value: ir.Value) -> np.ndarray | None:

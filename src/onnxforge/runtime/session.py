@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import gc
 import json
 import os
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,7 +21,7 @@ import onnx_ir as ir
 import onnxforge.runtime.kernels  # noqa: F401 - registers the built-in kernels
 from onnxforge._errors import Fail, InvalidArgument
 from onnxforge.ir.dtypes import np_dtype_for, proto_type_string
-from onnxforge.ir.load import ModelSource, load_model
+from onnxforge.ir.load import ModelSource, check_model
 from onnxforge.runtime.expand import expand_functions
 from onnxforge.runtime.optimizer_hook import optimize_for_level
 from onnxforge.runtime.options import GraphOptimizationLevel, ModelMetadata, NodeArg, RunOptions, SessionOptions
@@ -30,6 +32,7 @@ from onnxforge.runtime.threads import blas_threads
 from onnxforge.runtime.typecheck import check_types
 
 AVAILABLE_PROVIDERS = ["CPUExecutionProvider"]
+_SUBGRAPH_ATTRIBUTES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
 
 
 def _tune_malloc(options: SessionOptions) -> None:
@@ -47,6 +50,44 @@ def _tune_malloc(options: SessionOptions) -> None:
         return
     libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
     libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
+
+
+def _header_of(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The parts of ``proto`` a built session reads (metadata, input and output types): no nodes, no weights."""
+    header = onnx.ModelProto(
+        ir_version=proto.ir_version,
+        producer_name=proto.producer_name,
+        producer_version=proto.producer_version,
+        domain=proto.domain,
+        model_version=proto.model_version,
+        doc_string=proto.doc_string,
+    )
+    header.opset_import.extend(proto.opset_import)
+    header.metadata_props.extend(proto.metadata_props)
+    header.graph.name, header.graph.doc_string = proto.graph.name, proto.graph.doc_string
+    header.graph.input.extend(proto.graph.input)
+    header.graph.output.extend(proto.graph.output)
+    return header
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Hold off Python's cyclic garbage collector while a session is built.
+
+    Loading, optimizing and planning allocate hundreds of thousands of small objects that live as long as
+    the build (onnx-ir graphs are full of cycles: nodes <-> values <-> graph). Every 700 allocations the
+    collector walks the young ones, and every so often all of them: on shufflenet that was a third of the
+    build. Paused, the build's garbage waits for the first collection after it, which walks each object
+    once. Process-wide, like the collector itself; a concurrent build merely re-enables it early.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _has_kernel(domain: str, op_type: str, opset: int) -> bool:
@@ -137,13 +178,33 @@ class InferenceSession:
         self._sess_options = sess_options or SessionOptions()
         self._providers = _resolve_providers(providers)
         self._provider_options = {name: {} for name in self._providers}
+        with _collector_paused():
+            self._build(path_or_bytes)
+        self.session_creation_seconds = time.perf_counter() - start
+
+    # ----- building -------------------------------------------------------------------------------
+    def _build(self, path_or_bytes: ModelSource) -> None:
         self._model_path = path_or_bytes if isinstance(path_or_bytes, (str, os.PathLike)) else None
-        model, proto = load_model(path_or_bytes, transform=lambda p: expand_functions(p, _has_kernel))
-        self._proto_meta = proto
-        check_types(proto, str(self._model_path or "bytes"))
-        self._apply_options(model)
-        model = optimize_for_level(model, self._sess_options.graph_optimization_level)
+        checked = check_model(path_or_bytes, transform=lambda p: expand_functions(p, _has_kernel))
+        proto = checked.proto
+        inferred = check_types(proto, str(self._model_path or "bytes"))
+        if inferred is not None and not self._shapes_carry_over(checked.engine_proto is proto, proto):
+            inferred = None
+
+        def load() -> ir.Model:
+            model = checked.to_ir()
+            self._apply_options(model)
+            return model
+
+        model = optimize_for_level(
+            load(), self._sess_options.graph_optimization_level, reload=load, inferred=None if inferred is None else inferred.graph
+        )
         self._model = model
+        # The parsed protobuf holds every weight, and the plan reads them from the model (detaching it from the
+        # protobuf): keep the protobuf's header only, so it can go before the plan packs the weights.
+        self._proto_meta = proto = _header_of(proto)
+        del load
+        checked = None  # the cell ``load`` read it from: its last holder
         _tune_malloc(self._sess_options)
         fuse = self._sess_options.graph_optimization_level != GraphOptimizationLevel.ORT_DISABLE_ALL
         self._plan = PlanBuilder(model.opset_imports, optimize=fuse).build(model.graph)
@@ -153,9 +214,16 @@ class InferenceSession:
         self._profiler = Profiler() if self._sess_options.enable_profiling else None
         if self._sess_options.optimized_model_filepath:
             ir.save(model, self._sess_options.optimized_model_filepath)
-        self.session_creation_seconds = time.perf_counter() - start
 
-    # ----- building -------------------------------------------------------------------------------
+    def _shapes_carry_over(self, unexpanded: bool, proto: onnx.ModelProto) -> bool:
+        """Whether the shapes inferred while checking types are those of the model the optimizer gets: not
+        when functions were expanded, options changed input dims or initializers, or subgraphs would need
+        pairing with the inferred ones (the optimizer then infers shapes itself)."""
+        options = self._sess_options
+        if not unexpanded or options.free_dimension_overrides or options.initializers:
+            return False
+        return not any(attr.type in _SUBGRAPH_ATTRIBUTES for node in proto.graph.node for attr in node.attribute)
+
     def _apply_options(self, model: ir.Model) -> None:
         overrides = self._sess_options.free_dimension_overrides
         if overrides:

@@ -4,6 +4,11 @@ onnx's inference wants a topologically sorted graph and serialises the whole mod
 light view of the model: nodes sorted (real exported models are sometimes unsorted, and the engine sorts
 them too), and large initializers turned into typed graph inputs, so weights are never copied. Small
 initializers stay, because shape inference reads their values (Reshape's target shape, for instance).
+
+The same inference, with data propagation on, also gives the shapes the graph optimizer's rules read; the
+session hands them over, so the optimizer does not infer them a second time on its own copy of the model.
+Data propagation only adds shapes, so a graph strict inference accepts without it but rejects with it is
+checked again without it, and then gets no shapes.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from onnxforge._errors import InvalidGraph
 # Problems that are not type errors: the engine reports unknown ops itself, with NotImplemented.
 _NOT_TYPE_ERRORS = ("No Op registered", "No opset import for domain", "is not a registered function/op")
 _KEEP_INITIALIZER_ELEMENTS = 4096
+_GRAPH_KINDS = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
 
 
 def _subgraph_reads(node: onnx.NodeProto) -> set[str]:
@@ -33,26 +39,34 @@ def _subgraph_reads(node: onnx.NodeProto) -> set[str]:
     return reads
 
 
+def _reads(node: onnx.NodeProto) -> list[str]:
+    """Every name a node reads: its inputs, and what its subgraphs (if any) read from enclosing scopes."""
+    needs = [name for name in node.input if name]
+    if any(attr.type in _GRAPH_KINDS for attr in node.attribute):
+        needs.extend(_subgraph_reads(node))
+    return needs
+
+
 def _sorted_nodes(nodes: Iterable[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto]:
     """Kahn's order over the node list; nodes left in a cycle are appended as they are (inference reports them)."""
-    pending = list(nodes)
-    produced_by_graph = {name for node in pending for name in node.output}
+    pending = [(node, _reads(node)) for node in nodes]  # protobuf fields are slow to read: once per node
+    produced_by_graph = {name for node, _ in pending for name in node.output}
     ordered: list[onnx.NodeProto] = []
     known = set(available)
     progress = True
     while pending and progress:
         progress = False
         rest = []
-        for node in pending:
-            needs = {n for n in node.input if n} | _subgraph_reads(node)
+        for entry in pending:
+            node, needs = entry
             if all(name in known or name not in produced_by_graph for name in needs):
                 ordered.append(node)
                 known.update(node.output)
                 progress = True
             else:
-                rest.append(node)
+                rest.append(entry)
         pending = rest
-    return ordered + pending
+    return ordered + [node for node, _ in pending]
 
 
 def _inference_view(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -80,18 +94,26 @@ def _inference_view(proto: onnx.ModelProto) -> onnx.ModelProto:
     return view
 
 
-def check_types(proto: onnx.ModelProto, where: str) -> None:
-    """Raise InvalidGraph when onnx's type inference rejects the graph (as ORT does at load)."""
+def check_types(proto: onnx.ModelProto, where: str) -> onnx.ModelProto | None:
+    """Raise InvalidGraph when onnx's type inference rejects the graph (as ORT does at load).
+
+    Returns the inferred (view of the) model, with data propagation, when that inference succeeded."""
+    view = _inference_view(proto)
     try:
-        onnx.shape_inference.infer_shapes(_inference_view(proto), check_type=True, strict_mode=True)
+        return onnx.shape_inference.infer_shapes(view, check_type=True, strict_mode=True, data_prop=True)
+    except Exception:  # noqa: BLE001 - decided by the check without data propagation, below
+        pass
+    try:
+        onnx.shape_inference.infer_shapes(view, check_type=True, strict_mode=True)
     except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError, ValueError) as exc:
         # onnx raises a bare ValueError for some malformed types (e.g. an input of elem_type 0).
         message = str(exc)
         if any(marker in message for marker in _NOT_TYPE_ERRORS):
-            return
+            return None
         if message.count("Inference error(s)") > 1:
             # The error comes from inside an op's own function body (onnx infers some ops, e.g.
             # MeanVarianceNormalization, through their bodies and fails on the body's attribute
             # references): a limit of onnx's inference, not a type error in the user's graph.
-            return
+            return None
         raise InvalidGraph(f"Load model from {where} failed: type or shape inference rejects the graph: {message}") from exc
+    return None

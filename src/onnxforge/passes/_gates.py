@@ -1,0 +1,85 @@
+"""Cheap tests that tell the pipeline a pass has nothing to do, so it is not run at all.
+
+Each test is a necessary condition for the pass to change anything; when it fails, running the pass would
+have walked the whole model to come back unmodified. On the models sessions usually see, most passes find
+nothing (every fusion needs its ops, CSE needs two nodes with the same inputs, a sorted graph stays as it
+is), and walking the model twenty times was most of the cost of creating a session.
+
+- :func:`op_types`: the op types a model holds, for passes that only act on certain ops;
+- :func:`may_share_subexpressions`: CSE merges a node into an earlier one with the same op, output count
+  and input values (the same objects); with no such pair in any graph there is no first merge to make;
+- :func:`is_sorted`: every node comes after the producers of what it (or any subgraph of it) reads.
+  onnx-ir's sort is stable, so on a sorted graph it keeps the order it was given.
+"""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+
+_SUBGRAPH_KINDS = (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
+
+
+def subgraphs_of(node: ir.Node) -> list[ir.Graph]:
+    graphs: list[ir.Graph] = []
+    # ``Attributes`` is a UserDict: its ``data`` dict iterates without a Mapping lookup per attribute.
+    for attr in node.attributes.data.values():
+        kind = attr.type
+        if kind == ir.AttributeType.GRAPH:
+            graphs.append(attr.value)
+        elif kind == ir.AttributeType.GRAPHS:
+            graphs.extend(attr.value)
+    return graphs
+
+
+def nodes_of(graph: ir.Graph, into: list[ir.Node] | None = None) -> list[ir.Node]:
+    """Every node of ``graph`` and its subgraphs, each node before its subgraphs' nodes (as onnx-ir's
+    ``RecursiveGraphIterator`` orders them), without a generator per node."""
+    nodes = [] if into is None else into
+    for node in graph:
+        nodes.append(node)
+        if node.attributes:
+            for sub in subgraphs_of(node):
+                nodes_of(sub, nodes)
+    return nodes
+
+
+def op_types(model: ir.Model) -> frozenset[str]:
+    return frozenset(node.op_type for node in nodes_of(model.graph))
+
+
+def may_share_subexpressions(model: ir.Model) -> bool:
+    """False when no graph has two nodes with the same op, output count and input values."""
+    return _duplicate_keys(model.graph)
+
+
+def _duplicate_keys(graph: ir.Graph) -> bool:
+    seen: set[tuple[object, ...]] = set()
+    for node in graph:
+        key = (node.domain, node.op_type, node.overload, len(node.outputs), tuple(id(v) for v in node.inputs))
+        if key in seen:
+            return True
+        seen.add(key)
+        if node.attributes and any(_duplicate_keys(sub) for sub in subgraphs_of(node)):
+            return True
+    return False
+
+
+def is_sorted(model: ir.Model) -> bool:
+    """True when every graph's nodes already come after the producers of the values they read."""
+    return _sorted_from(model.graph, set())
+
+
+def _sorted_from(graph: ir.Graph, done: set[ir.Node]) -> bool:
+    for node in graph:
+        for value in node.inputs:
+            if value is None:
+                continue
+            producer = value.producer()
+            if producer is not None and producer not in done:
+                return False
+        if node.attributes:
+            # A subgraph may read values of any enclosing graph: those must be produced before this node.
+            if any(not _sorted_from(sub, done) for sub in subgraphs_of(node)):
+                return False
+        done.add(node)
+    return True
