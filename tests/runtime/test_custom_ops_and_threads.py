@@ -1,4 +1,4 @@
-"""Custom Python ops through the public decorator, and intra_op_num_threads really limiting BLAS per session."""
+"""Custom Python ops through the public decorator, and intra_op_num_threads really setting the run's threads."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from onnx import TensorProto, helper
 
 import onnxforge
 from onnxforge import InferenceSession, InvalidGraph, NotImplemented, SessionOptions, kernel
-from onnxforge.runtime.threads import current_blas_threads
+from onnxforge.runtime.threads import current_blas_threads, workers
 
-SEEN_THREADS: list[int] = []
+SEEN_THREADS: list[tuple[int, int]] = []
 
 
 @kernel("ScaledTanh", since=1, domain="test.onnxforge")
@@ -21,7 +21,7 @@ def ScaledTanh(x: np.ndarray, *, scale: float = 1.0) -> np.ndarray:
 
 @kernel("ObserveBlasThreads", since=1, domain="test.onnxforge")
 def ObserveBlasThreads(x: np.ndarray) -> np.ndarray:
-    SEEN_THREADS.append(current_blas_threads())
+    SEEN_THREADS.append((current_blas_threads(), workers()))
     return x
 
 
@@ -64,12 +64,14 @@ def test_unregistered_custom_op_fails_at_load_naming_domain() -> None:
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_intra_op_threads_limit_blas_during_run_only(threads: int) -> None:
+def test_intra_op_threads_set_the_pool_and_single_thread_blas_during_run_only(threads: int) -> None:
+    """Kernels split big work across ``threads`` parts themselves; BLAS stays single-threaded inside a run."""
     before = current_blas_threads()
     options = SessionOptions()
     options.intra_op_num_threads = threads
     SEEN_THREADS.clear()
     InferenceSession(_custom_model("ObserveBlasThreads"), sess_options=options).run(None, {"x": np.zeros(3, np.float32)})
-    assert SEEN_THREADS == [threads]
+    assert SEEN_THREADS == [(1, threads)]
+    assert workers() == 1
     assert current_blas_threads() == before
     assert onnxforge.get_version_string()

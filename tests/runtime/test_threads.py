@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from onnxforge.runtime.threads import blas_threads, current_blas_threads, parallel, split, workers
+from onnxforge.runtime.threads import blas_threads, current_blas_threads, matmul, parallel, split, workers
 
 
 @pytest.mark.parametrize(
@@ -27,7 +27,7 @@ def test_split_covers_the_range_in_near_equal_parts(
     assert split(total, parts, minimum) == expected
 
 
-def test_parallel_runs_on_several_threads_with_single_threaded_blas_then_restores_it() -> None:
+def test_parallel_runs_on_several_threads_with_single_threaded_blas() -> None:
     seen: list[tuple[str, int]] = []
     barrier = threading.Barrier(2, timeout=10)
 
@@ -35,11 +35,13 @@ def test_parallel_runs_on_several_threads_with_single_threaded_blas_then_restore
         barrier.wait()  # proves the two tasks ran at the same time
         seen.append((threading.current_thread().name, current_blas_threads()))
 
+    before = current_blas_threads()
     with blas_threads(2):
         assert workers() == 2
         parallel([task, task])
-        assert current_blas_threads() == 2
+        assert current_blas_threads() == 1
     assert workers() == 1
+    assert current_blas_threads() == before
     assert len({name for name, _ in seen}) == 2
     assert [count for _, count in seen] == [1, 1]
 
@@ -63,3 +65,17 @@ def test_one_worker_runs_the_parts_in_the_calling_thread() -> None:
     with blas_threads(1):
         parallel([lambda: names.append(threading.current_thread().name)] * 3)
     assert names == [threading.current_thread().name] * 3
+
+
+@pytest.mark.parametrize(
+    ("a_shape", "b_shape"),
+    [((256, 300), (300, 200)), ((20, 300), (300, 2000)), ((4, 64, 96), (4, 96, 400)), ((3, 5), (5, 4))],
+)
+def test_matmul_split_across_threads_matches_numpy(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> None:
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(a_shape).astype(np.float32)
+    b = rng.standard_normal(b_shape).astype(np.float32)
+    with blas_threads(2):
+        got = matmul(a, b)
+    assert got.shape == np.matmul(a, b).shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, np.matmul(a, b), rtol=1e-5, atol=1e-4)

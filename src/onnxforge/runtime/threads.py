@@ -29,6 +29,8 @@ _controller_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 # How many threads the kernels of the current run may use; 1 outside a run (and in kernels' own threads).
+# Below this many multiply-adds a product stays in the calling thread (a hand-off costs tens of us).
+_MATMUL_PARALLEL_MIN_MACS = 4_000_000
 _WORKERS: contextvars.ContextVar[int] = contextvars.ContextVar("onnxforge_intra_op_workers", default=1)
 
 
@@ -47,14 +49,19 @@ def _default_workers() -> int:
 
 @contextlib.contextmanager
 def blas_threads(count: int) -> Iterator[None]:
-    """Inside the block, BLAS and :func:`parallel` use ``count`` threads; ``0`` (ORT's default) means all cores."""
+    """Inside the block, :func:`parallel` uses ``count`` threads (``0``, ORT's default, means all cores) and
+    BLAS runs single-threaded.
+
+    Why not let BLAS thread too: after each multithreaded call OpenBLAS's helper threads busy-wait for the
+    next one, holding a core that the pool's other part (or the next NumPy loop) needs. Measured on
+    ResNet-18 at 2 threads, the two halves of every conv waited ~40% of their time for a core, and the
+    run was slower than at 1 thread. So big products are split by the kernels themselves (conv bands,
+    :func:`matmul` blocks), each part a single-threaded BLAS call.
+    """
     token = _WORKERS.set(count if count > 0 else _default_workers())
     try:
-        if count <= 0:
+        with _get_controller().limit(limits=1, user_api="blas"):
             yield
-        else:
-            with _get_controller().limit(limits=count, user_api="blas"):
-                yield
     finally:
         _WORKERS.reset(token)
 
@@ -110,6 +117,33 @@ def parallel(tasks: Sequence[Callable[[], Any]]) -> None:
             wait(futures)  # the parts write into shared buffers: never return while one still runs
     for future in futures:
         future.result()
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``np.matmul(a, b)``, cut into row blocks (or column blocks, for few rows) across the intra-op threads
+    when it is big enough; batched operands are cut along their leading batch axis."""
+    parts = workers()
+    if parts <= 1 or a.ndim < 2 or b.ndim < 2 or a.dtype != b.dtype or a.dtype.kind != "f":
+        return np.matmul(a, b)
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    batch = int(np.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), dtype=np.int64))
+    if batch * m * k * n < _MATMUL_PARALLEL_MIN_MACS:
+        return np.matmul(a, b)
+    if a.ndim == 2 and b.ndim == 2:
+        out = np.empty((m, n), dtype=a.dtype)
+        if m >= 32 * parts:
+            cuts = split(m, parts, minimum=16)
+            parallel([lambda r0=r0, r1=r1: np.matmul(a[r0:r1], b, out=out[r0:r1]) for r0, r1 in cuts])
+        else:
+            cuts = split(n, parts, minimum=64)
+            parallel([lambda c0=c0, c1=c1: np.matmul(a, b[:, c0:c1], out=out[:, c0:c1]) for c0, c1 in cuts])
+        return out
+    if a.shape[:-2] == b.shape[:-2] and a.ndim == b.ndim and a.shape[0] >= parts:
+        out = np.empty((*a.shape[:-1], n), dtype=a.dtype)
+        cuts = split(a.shape[0], parts)
+        parallel([lambda i0=i0, i1=i1: np.matmul(a[i0:i1], b[i0:i1], out=out[i0:i1]) for i0, i1 in cuts])
+        return out
+    return np.matmul(a, b)
 
 
 def split(total: int, parts: int, minimum: int = 1) -> list[tuple[int, int]]:

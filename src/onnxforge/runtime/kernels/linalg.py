@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from onnxforge._errors import InvalidArgument
+from onnxforge.runtime import threads
 from onnxforge.runtime.registry import kernel
 
 
@@ -28,8 +29,8 @@ def _blas_dtype(dtype: np.dtype) -> np.dtype:
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if a.ndim > 2 and b.ndim == 2 and a.flags.c_contiguous:
         # One (batch*M, K) @ (K, N) product instead of numpy's loop of small per-matrix products.
-        return np.matmul(a.reshape(-1, a.shape[-1]), b).reshape(*a.shape[:-1], b.shape[-1])
-    return np.matmul(a, b)
+        return threads.matmul(a.reshape(-1, a.shape[-1]), b).reshape(*a.shape[:-1], b.shape[-1])
+    return threads.matmul(a, b)
 
 
 @kernel("MatMul", since=1)
@@ -77,7 +78,7 @@ def _gemm(
             wide = wide + c.astype(np.float64) * beta
         return wide.astype(a.dtype)
     b2 = b2.astype(dtype, copy=False) if b_scaled else _scaled(b2, alpha, dtype)
-    y = np.matmul(a2.astype(dtype, copy=False), b2)
+    y = threads.matmul(a2.astype(dtype, copy=False), b2)
     if c is not None and beta != 0.0:
         term = c.astype(dtype, copy=False) if c_scaled else _scaled(c, beta, dtype)
         try:
