@@ -197,27 +197,28 @@ def runtime_cases(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-@pytest.mark.skipif(ORT is None, reason="needs the real onnxruntime")
-@settings(max_examples=15, deadline=None)
-@given(runtime_cases())
-def test_matches_onnxruntime(case: dict[str, Any]) -> None:
-    op, hidden = case["op"], 3
+def case_inputs(case: dict[str, Any], hidden: int, input_size: int, peepholes: bool) -> dict[str, np.ndarray]:
+    """The inputs of a :func:`runtime_cases` case, drawn from its seed."""
     lengths = None if case["lengths"] is None else np.array(case["lengths"], dtype=np.int32)
-    inputs = make_inputs(
-        op,
+    return make_inputs(
+        case["op"],
         np.random.default_rng(case["seed"]),
         seq=case["seq"],
         batch=case["batch"],
-        input_size=2,
+        input_size=input_size,
         hidden=hidden,
         dirs=case["dirs"],
         layout=0,
         dtype=np.float32,
         bias=True,
         initial=True,
-        peepholes=True,
+        peepholes=peepholes,
         lengths=lengths,
     )
+
+
+def case_attributes(case: dict[str, Any], hidden: int) -> dict[str, Any]:
+    """The node attributes of a :func:`runtime_cases` case."""
     attrs: dict[str, Any] = {"hidden_size": hidden, "direction": case["direction"]}
     if case["clip"] is not None:
         attrs["clip"] = case["clip"]
@@ -227,10 +228,20 @@ def test_matches_onnxruntime(case: dict[str, Any]) -> None:
             attrs["activation_alpha"] = case["alphas"]
         if case["betas"]:
             attrs["activation_beta"] = case["betas"]
-    if op == "LSTM":
+    if case["op"] == "LSTM":
         attrs["input_forget"] = case["input_forget"]
-    if op == "GRU":
+    if case["op"] == "GRU":
         attrs["linear_before_reset"] = case["linear_before_reset"]
+    return attrs
+
+
+@pytest.mark.skipif(ORT is None, reason="needs the real onnxruntime")
+@settings(max_examples=15, deadline=None)
+@given(runtime_cases())
+def test_matches_onnxruntime(case: dict[str, Any]) -> None:
+    op, hidden = case["op"], 3
+    inputs = case_inputs(case, hidden, input_size=2, peepholes=True)
+    attrs = case_attributes(case, hidden)
     model = rnn_model(op, inputs, 3 if op == "LSTM" else 2, opset=14, **attrs)
     expected = ORT.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
         None, feeds(inputs)

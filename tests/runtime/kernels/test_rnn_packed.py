@@ -17,7 +17,16 @@ from onnx.reference import ReferenceEvaluator
 
 from onnxforge import InferenceSession
 from onnxforge.runtime.plan import PlanBuilder
-from tests.runtime.kernels.test_rnn import GATES, ORT, feeds, make_inputs, rnn_model, runtime_cases
+from tests.runtime.kernels.test_rnn import (
+    GATES,
+    ORT,
+    case_attributes,
+    case_inputs,
+    feeds,
+    make_inputs,
+    rnn_model,
+    runtime_cases,
+)
 
 
 def packed_steps(model: onnx.ModelProto) -> int:
@@ -37,35 +46,8 @@ def test_packed_weights_match_unpacked_path_and_onnxruntime(
     case: dict[str, Any], constants: tuple[str, ...], peepholes: bool
 ) -> None:
     op, hidden = case["op"], 4
-    lengths = None if case["lengths"] is None else np.array(case["lengths"], dtype=np.int32)
-    inputs = make_inputs(
-        op,
-        np.random.default_rng(case["seed"]),
-        seq=case["seq"],
-        batch=case["batch"],
-        input_size=3,
-        hidden=hidden,
-        dirs=case["dirs"],
-        layout=0,
-        dtype=np.float32,
-        bias=True,
-        initial=True,
-        peepholes=peepholes,
-        lengths=lengths,
-    )
-    attrs: dict[str, Any] = {"hidden_size": hidden, "direction": case["direction"]}
-    if case["clip"] is not None:
-        attrs["clip"] = case["clip"]
-    if case["activations"] is not None:
-        attrs["activations"] = case["activations"]
-        if case["alphas"]:
-            attrs["activation_alpha"] = case["alphas"]
-        if case["betas"]:
-            attrs["activation_beta"] = case["betas"]
-    if op == "LSTM":
-        attrs["input_forget"] = case["input_forget"]
-    if op == "GRU":
-        attrs["linear_before_reset"] = case["linear_before_reset"]
+    inputs = case_inputs(case, hidden, input_size=3, peepholes=peepholes)
+    attrs = case_attributes(case, hidden)
     num_outputs = 3 if op == "LSTM" else 2
     packed_model = rnn_model(op, inputs, num_outputs, opset=14, constants=constants, **attrs)
     unpacked_model = rnn_model(op, inputs, num_outputs, opset=14, **attrs)
