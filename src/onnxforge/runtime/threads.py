@@ -7,8 +7,8 @@
 - a kernel whose work splits into independent parts (bands of a convolution's output, groups of channels)
   hands them to :func:`parallel`, which runs them on that many threads at once. NumPy releases the GIL
   inside its loops and BLAS calls, so the parts really run side by side, and the memory-bound copies of
-  im2col or a depthwise conv use every core too, not only the GEMM. Inside :func:`parallel` BLAS is set to
-  one thread, so the parts do not oversubscribe the cores; it is restored when they are done.
+  im2col or a depthwise conv use every core too, not only the GEMM. BLAS is single-threaded throughout
+  the run (see :func:`blas_threads`), so the parts do not oversubscribe the cores.
 """
 
 from __future__ import annotations
@@ -85,19 +85,6 @@ def _quiet(task: Callable[[], Any]) -> Any:
         return task()
 
 
-@contextlib.contextmanager
-def _single_threaded_blas() -> Iterator[None]:
-    blas = [lib for lib in _get_controller().lib_controllers if lib.user_api == "blas"]
-    before = [lib.num_threads for lib in blas]
-    for lib in blas:
-        lib.set_num_threads(1)
-    try:
-        yield
-    finally:
-        for lib, count in zip(blas, before):
-            lib.set_num_threads(count)
-
-
 def parallel(tasks: Sequence[Callable[[], Any]]) -> None:
     """Run independent ``tasks`` (each writes its own part of a result) on the run's intra-op threads.
 
@@ -108,13 +95,12 @@ def parallel(tasks: Sequence[Callable[[], Any]]) -> None:
         for task in tasks:
             task()
         return
-    pool = _get_pool()
-    with _single_threaded_blas():
-        futures: list[Future[Any]] = [pool.submit(_quiet, task) for task in tasks[1:]]
-        try:
-            tasks[0]()
-        finally:
-            wait(futures)  # the parts write into shared buffers: never return while one still runs
+    # More than one worker only inside blas_threads(), where BLAS is already single-threaded.
+    futures: list[Future[Any]] = [_get_pool().submit(_quiet, task) for task in tasks[1:]]
+    try:
+        tasks[0]()
+    finally:
+        wait(futures)  # the parts write into shared buffers: never return while one still runs
     for future in futures:
         future.result()
 

@@ -22,10 +22,9 @@ from collections.abc import Callable
 import numpy as np
 
 from onnxforge._errors import InvalidArgument
+from onnxforge.runtime.kernels.conv import _PARALLEL_MIN_MACS
 from onnxforge.runtime.threads import parallel, split, workers
 
-# Below this many multiply-adds the work stays in the calling thread (see conv.py).
-_PARALLEL_MIN_MACS = 2_000_000
 # Output bands of this size get their bias and activation while they are still in cache.
 _BAND_BYTES = 256 << 10
 
