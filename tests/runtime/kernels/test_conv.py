@@ -19,6 +19,7 @@ from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from onnxforge import InferenceSession, InvalidArgument, SessionOptions
+from onnxforge.runtime.kernels import _depthwise as depthwise_module
 from onnxforge.runtime.kernels import conv as conv_module
 
 try:
@@ -302,7 +303,9 @@ def test_conv_im2col_bands_agree(monkeypatch: pytest.MonkeyPatch, bias: bool) ->
         ((1, 64, 30, 30), (96, 64, 1, 1), 1, [1, 1]),  # pointwise: pixel columns split
         ((1, 512, 7, 7), (256, 512, 1, 1), 1, [1, 1]),  # pointwise on few pixels: output rows split
         ((1, 60, 40, 40), (90, 20, 1, 1), 3, [1, 1]),  # grouped pointwise: groups split
-        ((1, 96, 112, 112), (96, 1, 3, 3), 96, [2, 2]),  # depthwise: channels split
+        ((1, 96, 112, 112), (96, 1, 3, 3), 96, [2, 2]),  # depthwise: output rows split
+        ((1, 96, 56, 56), (96, 1, 3, 3), 96, [1, 1]),  # depthwise, stride 1: output rows split
+        ((1, 12, 30, 30, 30), (12, 1, 3, 3, 3), 12, [1, 1, 1]),  # 3-D depthwise: channels split
     ],
 )
 def test_conv_split_across_intra_op_threads_matches_one_thread(
@@ -315,7 +318,7 @@ def test_conv_split_across_intra_op_threads_matches_one_thread(
     b = random(rng, (w_shape[0],))
     pad = (w_shape[2] - 1) // 2
     inputs = [("X", x, False), ("W", w, True), ("B", b, True)]
-    model = node_model("Conv", inputs, opset=13, group=group, strides=strides, pads=[pad] * 4)
+    model = node_model("Conv", inputs, opset=13, group=group, strides=strides, pads=[pad] * 2 * (len(x_shape) - 2))
     conv_macs = np.prod(w_shape) * np.prod(x_shape[2:]) // np.prod(strides) * x_shape[0]
     assert conv_macs >= conv_module._PARALLEL_MIN_MACS
     split_into: list[int] = []
@@ -326,6 +329,7 @@ def test_conv_split_across_intra_op_threads_matches_one_thread(
         real_parallel(tasks)
 
     monkeypatch.setattr(conv_module, "parallel", spy)
+    monkeypatch.setattr(depthwise_module, "parallel", spy)
     results, parts = [], []
     for threads in (1, 2):
         options = SessionOptions()

@@ -16,12 +16,12 @@ All three take float32 and split their work across the intra-op threads (rows of
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 
 import numpy as np
 
 from onnxforge._errors import InvalidArgument
+from onnxforge.runtime.kernels._depthwise import DepthwiseTaps, padded_image
 from onnxforge.runtime.kernels.conv import _PARALLEL_MIN_MACS
 from onnxforge.runtime.threads import parallel, split, workers
 
@@ -108,10 +108,12 @@ def depthwise_nhwc(
 ) -> Conv:
     """NHWC in and out; ``w`` is ``(C, 1, kh, kw)`` (one filter per channel), explicit pads, no dilation."""
     c, _, kh, kw = w.shape
-    taps = [np.ascontiguousarray(w[:, 0, i, j].astype(np.float32)) for i, j in itertools.product(range(kh), range(kw))]
-    offsets = list(itertools.product(range(kh), range(kw)))
+    taps = DepthwiseTaps(w)
     bias = None if b is None or not b.any() else b.astype(np.float32)
     sh, sw = strides
+
+    def finish(band: np.ndarray) -> None:
+        _finish(band, bias, activation)
 
     def conv_depthwise_nhwc(x: np.ndarray) -> np.ndarray:
         _check(x, c, 3, "Conv (channels-last depthwise)")
@@ -121,55 +123,9 @@ def depthwise_nhwc(
         if ho < 1 or wo < 1:
             raise InvalidArgument(f"Conv: input spatial shape {[h, width]} is too small for kernel {[kh, kw]}")
         xf = x.astype(np.float32, copy=False)
-        # Per kernel position, the outputs whose input pixel is inside the image: no padded copy is made.
-        spans = [(_span(i, begins[0], sh, h, ho), _span(j, begins[1], sw, width, wo)) for i, j in offsets]
-        full = [index for index, (rows, cols) in enumerate(spans) if rows == (0, ho) and cols == (0, wo)]
         y = np.empty((n, ho, wo, c), dtype=np.float32)
-        parts = workers() if y.size * len(taps) >= _PARALLEL_MIN_MACS else 1
-
-        def rows(r0: int, r1: int) -> None:
-            acc = y[:, r0:r1]
-            tmp = np.empty_like(acc)
-            if full:
-                first = full[0]
-                np.multiply(_source(xf, offsets[first], (r0, r1), (0, wo), begins, strides), taps[first], out=acc)
-            else:
-                first = -1
-                acc.fill(0)
-            for index, ((i, j), tap) in enumerate(zip(offsets, taps)):
-                (a0, a1), (b0, b1) = spans[index]
-                a0, a1 = max(a0, r0), min(a1, r1)
-                if index == first or a0 >= a1 or b0 >= b1:
-                    continue
-                part = tmp[:, : a1 - a0, : b1 - b0]
-                np.multiply(_source(xf, (i, j), (a0, a1), (b0, b1), begins, strides), tap, out=part)
-                acc[:, a0 - r0 : a1 - r0, b0:b1] += part
-            _finish(acc, bias, activation)
-
-        # Whole-tensor products per kernel position: measured faster than cache-sized bands of rows, whose
-        # extra NumPy calls on short strided slices cost more than the memory traffic they save.
-        parallel([lambda a=a, z=z: rows(a, z) for a, z in split(ho, parts)])
+        for i in range(n):
+            taps.run(padded_image((hp, wp, c), begins, xf[i]), y[i], strides, (1, 1), finish if bias is not None or activation else None)
         return y
 
     return conv_depthwise_nhwc
-
-
-def _span(offset: int, begin: int, stride: int, size: int, out: int) -> tuple[int, int]:
-    """Outputs ``o`` in ``[lo, hi)`` whose input position ``o * stride + offset - begin`` lies in ``[0, size)``."""
-    lo = max(0, -(-(begin - offset) // stride))
-    hi = min(out, (size - 1 + begin - offset) // stride + 1)
-    return lo, max(lo, hi)
-
-
-def _source(
-    x: np.ndarray,
-    offset: tuple[int, int],
-    rows: tuple[int, int],
-    cols: tuple[int, int],
-    begins: tuple[int, int],
-    strides: tuple[int, int],
-) -> np.ndarray:
-    """The input pixels that outputs ``rows x cols`` read at kernel position ``offset`` (a strided view)."""
-    (i, j), (r0, r1), (c0, c1), (sh, sw) = offset, rows, cols, strides
-    top, left = r0 * sh + i - begins[0], c0 * sw + j - begins[1]
-    return x[:, top : top + (r1 - r0 - 1) * sh + 1 : sh, left : left + (c1 - c0 - 1) * sw + 1 : sw]

@@ -25,6 +25,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from onnxforge._errors import InvalidArgument
+from onnxforge.runtime.kernels._depthwise import DepthwiseTaps, padded_image
 from onnxforge.runtime.kernels._spatial import (
     compute_dtype,
     conv_geometry,
@@ -78,7 +79,20 @@ class _PackedWeight:
     light models, whose weights are ConstantOfShape) turns into a wrong answer.
     """
 
-    __slots__ = ("cg", "compact", "dtype", "expand", "folded", "group", "kernel", "kind", "m", "matrix", "taps")
+    __slots__ = (
+        "cg",
+        "compact",
+        "dtype",
+        "expand",
+        "folded",
+        "group",
+        "hwc_taps",
+        "kernel",
+        "kind",
+        "m",
+        "matrix",
+        "taps",
+    )
 
     def __init__(self, w: np.ndarray, group: int, bias: np.ndarray | None = None) -> None:
         if w.ndim < 3:
@@ -91,6 +105,7 @@ class _PackedWeight:
         wc = w.astype(self.dtype, copy=False)
         ksize = prod(self.kernel)
         self.taps: list[np.ndarray] = []
+        self.hwc_taps: DepthwiseTaps | None = None
         if ksize == 1:
             self.kind = "pointwise"
         elif cg == 1 and group > 1:
@@ -99,6 +114,8 @@ class _PackedWeight:
             per_tap = wc.reshape(group, m // group, ksize)
             ones = (1,) * len(self.kernel)
             self.taps = [np.ascontiguousarray(per_tap[:, :, j]).reshape(group, m // group, *ones) for j in range(ksize)]
+            if len(self.kernel) == 2 and m == group and self.dtype == np.float32:
+                self.hwc_taps = DepthwiseTaps(wc)
         else:
             self.kind = "im2col"
         matrix = wc.reshape(group, m // group, cg * ksize)
@@ -128,7 +145,7 @@ class _PackedWeight:
             return
         unique, inverse = rows[keep], np.searchsorted(keep, representative)
         compact = object.__new__(_PackedWeight)
-        for name in ("cg", "dtype", "folded", "group", "kernel", "kind", "taps"):
+        for name in ("cg", "dtype", "folded", "group", "hwc_taps", "kernel", "kind", "taps"):
             setattr(compact, name, getattr(self, name))
         compact.m, compact.matrix = unique.shape[0], np.ascontiguousarray(unique[None])
         compact.compact, compact.expand = None, None
@@ -159,6 +176,8 @@ def _conv(
     unique = pw.compact or pw
     if pw.kind == "pointwise":
         y = _pointwise(xc, unique, begins, out, s)
+    elif pw.hwc_taps is not None and min(begins) >= 0:
+        y = _depthwise_hwc(xc, pw.hwc_taps, begins, out, s, d)
     elif pw.kind == "depthwise":
         y = _depthwise(xc, pw, begins, out, s, d)
     elif (
@@ -218,6 +237,30 @@ def _pointwise(
 
         parallel([lambda a=a, b=b: blocks(jobs[a:b]) for a, b in split(len(jobs), parts)])
     return y.reshape(n, pw.m, *out)
+
+
+def _depthwise_hwc(
+    x: np.ndarray,
+    taps: DepthwiseTaps,
+    begins: tuple[int, ...],
+    out: tuple[int, ...],
+    s: tuple[int, ...],
+    d: tuple[int, ...],
+) -> np.ndarray:
+    """2-D depthwise conv (multiplier 1) through channels-last images: the input is transposed into the
+    padded scratch image, and the result back to NCHW; see ``_depthwise.py`` for why that pays."""
+    n, c = x.shape[:2]
+    ho, wo = out
+    # The padded image is exactly what the windows reach: trailing pads beyond it are never read.
+    hp, wp = ((o - 1) * si + di * (k - 1) + 1 for o, si, di, k in zip(out, s, d, (taps.kh, taps.kw)))
+    crop = x[:, :, : max(0, hp - begins[0]), : max(0, wp - begins[1])]
+    hwc = np.empty((ho, wo, c), dtype=np.float32)
+    y = np.empty((n, c, ho, wo), dtype=np.float32)
+    for i in range(n):
+        padded = padded_image((hp, wp, c), (begins[0], begins[1]), crop[i].transpose(1, 2, 0))
+        taps.run(padded, hwc, (s[0], s[1]), (d[0], d[1]))
+        y[i] = hwc.transpose(2, 0, 1)
+    return y
 
 
 def _phase_slices(n: int, begin: int, phase: int, s: int, size: int) -> tuple[slice, slice] | None:
