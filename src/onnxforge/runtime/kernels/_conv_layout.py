@@ -125,7 +125,7 @@ def depthwise_nhwc(
         xf = x.astype(np.float32, copy=False)
         y = np.empty((n, ho, wo, c), dtype=np.float32)
         for i in range(n):
-            taps.run(padded_image((hp, wp, c), begins, xf[i]), y[i], strides, (1, 1), finish if bias is not None or activation else None)
+            taps.run(padded_image((hp, wp, c), begins, xf[i], sw), y[i], strides, (1, 1), finish if bias is not None or activation else None)
         return y
 
     return conv_depthwise_nhwc

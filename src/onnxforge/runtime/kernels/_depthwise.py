@@ -8,13 +8,17 @@ weights, tiled ``Wo`` times, are a ``(kh, kw, Wo * C)`` array. So the whole sum 
 ``hijx,ijx->hx`` over a strided view: one pass that keeps each output row in L1 while all taps add into it,
 with long SIMD inner loops. The obvious alternative, a NumPy multiply and add per tap over the whole tensor,
 makes 2 * kh * kw passes through memory and was 1.5-3x slower; the polyphase NCHW kernel it replaces was
-2-4x slower. Other strides use the 5-D view ``hwijc,ijc->hwc``, whose inner loop runs over the channels.
+2-4x slower. With a column stride ``sw > 1`` the padded image is stored as ``sw`` column phases (every
+sw-th column from each start); the kernel columns that read one phase again form such runs, so it is one
+einsum per phase (2 for a 3x3 stride-2 conv), added up. A 5-D view ``hwijc,ijc->hwc`` instead, whose inner
+loop runs only over the channels, was 2-3x slower.
 
 NumPy releases the GIL inside einsum, so bands of rows run side by side on the intra-op threads.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 
@@ -28,26 +32,34 @@ _PARALLEL_MIN_MACS = 2_000_000
 _PADDED = threading.local()
 
 
-def padded_image(shape: tuple[int, int, int], begins: tuple[int, int], image: np.ndarray) -> np.ndarray:
-    """A per-thread scratch ``(Hp, Wp, C)`` array holding ``image`` (H, W, C) at ``begins``, zeros around it.
+def padded_image(shape: tuple[int, int, int], begins: tuple[int, int], image: np.ndarray, phases: int = 1) -> np.ndarray:
+    """A per-thread scratch copy of ``image`` (H, W, C) zero-padded to ``shape`` (Hp, Wp, C), with ``image`` at
+    ``begins``, its columns split into ``phases`` polyphase components: ``P[h, p, q] = padded[h, q * phases + p]``.
 
     Only the border strips are zeroed on each call, not the whole buffer. No caller may keep it past its own
     kernel call.
     """
     hp, wp, c = shape
-    size = hp * wp * c
+    wq = -(-wp // phases)
+    size = hp * phases * wq * c
     buf = getattr(_PADDED, "buf", None)
     if buf is None or buf.size < size:
         buf = np.empty(size, dtype=np.float32)
         _PADDED.buf = buf
-    padded = buf[:size].reshape(shape)
+    padded = buf[:size].reshape(hp, phases, wq, c)
     h, w = image.shape[:2]
     top, left = begins
     padded[:top] = 0
     padded[top + h :] = 0
-    padded[top : top + h, :left] = 0
-    padded[top : top + h, left + w :] = 0
-    padded[top : top + h, left : left + w] = image
+    for phase in range(phases):
+        # Padded columns q * phases + phase that hold image columns [0, w).
+        q0 = min(wq, max(0, -(-(left - phase) // phases)))
+        q1 = min(wq, max(q0, -(-(left + w - phase) // phases)))
+        padded[top : top + h, phase, :q0] = 0
+        padded[top : top + h, phase, q1:] = 0
+        if q1 > q0:
+            first = q0 * phases + phase - left
+            padded[top : top + h, phase, q0:q1] = image[:, first : first + (q1 - q0 - 1) * phases + 1 : phases]
     return padded
 
 
@@ -57,15 +69,28 @@ class DepthwiseTaps:
     def __init__(self, w: np.ndarray) -> None:
         self.channels, _, self.kh, self.kw = (int(v) for v in w.shape)
         self.taps = np.ascontiguousarray(w[:, 0].transpose(1, 2, 0).astype(np.float32))
-        self._tiled: dict[int, np.ndarray] = {}
+        self._reads: dict[tuple[int, int, int], list[tuple[int, int, int, int, np.ndarray]]] = {}
 
-    def tiled(self, width: int) -> np.ndarray:
-        tiled = self._tiled.get(width)
-        if tiled is None:
-            tiled = np.ascontiguousarray(np.tile(self.taps[:, :, None, :], (1, 1, width, 1)))
-            tiled = tiled.reshape(self.kh, self.kw, width * self.channels)
-            self._tiled[width] = tiled  # racing threads build equal arrays; either one may win
-        return tiled
+    def reads(self, stride: int, dilation: int, width: int) -> list[tuple[int, int, int, int, np.ndarray]]:
+        """Per column phase that some kernel columns read: (phase, first column, number of kernel columns,
+        their column step, their weights tiled ``width`` times as ``(kh, count, width * C)``).
+
+        The kernel columns ``j`` with ``j * dilation % stride == phase`` are ``j0 + u * stride / g``
+        (``g = gcd(stride, dilation)``) and read phase columns ``j0 * dilation // stride + u * dilation / g``.
+        """
+        key = (stride, dilation, width)
+        reads = self._reads.get(key)
+        if reads is None:
+            step = stride // math.gcd(stride, dilation)
+            reads = []
+            for j0 in range(min(self.kw, step)):
+                picked = self.taps[:, j0::step]
+                tiled = np.ascontiguousarray(np.tile(picked[:, :, None, :], (1, 1, width, 1)))
+                count = picked.shape[1]
+                reads.append((j0 * dilation % stride, j0 * dilation // stride, count, dilation * step // stride,
+                              tiled.reshape(self.kh, count, width * self.channels)))
+            self._reads[key] = reads  # racing threads build equal lists; either one may win
+        return reads
 
     def run(
         self,
@@ -95,14 +120,17 @@ class DepthwiseTaps:
         finish: Callable[[np.ndarray], None] | None,
     ) -> None:
         (sh, sw), (dh, dw) = strides, dilations
-        s0, s1, s2 = padded.strides
+        s0, _, s2, s3 = padded.strides
         _, wo, c = out.shape
-        start = padded[r0 * sh :]
-        if sw == 1:
-            view = as_strided(start, (r1 - r0, self.kh, self.kw, wo * c), (s0 * sh, s0 * dh, s1 * dw, s2))
-            np.einsum("hijx,ijx->hx", view, self.tiled(wo), out=out[r0:r1].reshape(r1 - r0, wo * c))
-        else:
-            view = as_strided(start, (r1 - r0, wo, self.kh, self.kw, c), (s0 * sh, s1 * sw, s0 * dh, s1 * dw, s2))
-            np.einsum("hwijc,ijc->hwc", view, self.taps, out=out[r0:r1])
+        target = out[r0:r1].reshape(r1 - r0, wo * c)
+        reads = self.reads(sw, dw, wo)
+        tmp = np.empty_like(target) if len(reads) > 1 else target
+        for index, (phase, first, count, step, tiled) in enumerate(reads):
+            start = padded[r0 * sh :, phase, first:]
+            # Kernel column u of this phase starts u * step columns on: one contiguous run of wo * c floats.
+            view = as_strided(start, (r1 - r0, self.kh, count, wo * c), (s0 * sh, s0 * dh, s2 * step, s3))
+            np.einsum("hijx,ijx->hx", view, tiled, out=target if index == 0 else tmp)
+            if index:
+                target += tmp
         if finish is not None:
             finish(out[r0:r1])

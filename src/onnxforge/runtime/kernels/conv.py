@@ -45,6 +45,9 @@ _COLS_BYTES = 4 << 20
 # _im2col_flat avoids _im2col's per-image loop (2-4x faster on 8x8 digits at batch 360).
 _FLAT_MAX_OVERHEAD = 3.0
 _FLAT_MIN_BATCH = 4
+# Depthwise convs on images up to this size go through channels-last copies (see _depthwise_hwc); on larger
+# ones NumPy's transposing copies cost more than the faster sum saves (measured at 112x112, 32-96 channels).
+_HWC_MAX_PIXELS = 56 * 56
 # Below this many multiply-adds a conv runs in one thread: handing parts to the pool costs ~20-50 us.
 _PARALLEL_MIN_MACS = 2_000_000
 
@@ -176,7 +179,7 @@ def _conv(
     unique = pw.compact or pw
     if pw.kind == "pointwise":
         y = _pointwise(xc, unique, begins, out, s)
-    elif pw.hwc_taps is not None and min(begins) >= 0:
+    elif pw.hwc_taps is not None and min(begins) >= 0 and prod(x.shape[2:]) <= _HWC_MAX_PIXELS:
         y = _depthwise_hwc(xc, pw.hwc_taps, begins, out, s, d)
     elif pw.kind == "depthwise":
         y = _depthwise(xc, pw, begins, out, s, d)
@@ -257,7 +260,7 @@ def _depthwise_hwc(
     hwc = np.empty((ho, wo, c), dtype=np.float32)
     y = np.empty((n, c, ho, wo), dtype=np.float32)
     for i in range(n):
-        padded = padded_image((hp, wp, c), (begins[0], begins[1]), crop[i].transpose(1, 2, 0))
+        padded = padded_image((hp, wp, c), (begins[0], begins[1]), crop[i].transpose(1, 2, 0), s[1])
         taps.run(padded, hwc, (s[0], s[1]), (d[0], d[1]))
         y[i] = hwc.transpose(2, 0, 1)
     return y
