@@ -173,6 +173,32 @@ def test_conv_matches_reference(case: dict[str, Any]) -> None:
     assert_matches(got, expected, dtype)
 
 
+@pytest.mark.parametrize(
+    ("kernel", "strides", "dilations", "pads"),
+    [
+        ((3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
+        ((3, 3), (2, 2), (1, 1), (1, 1, 1, 1)),
+        ((3, 4), (2, 3), (1, 1), (2, 0, 1, 3)),
+        ((3, 3), (2, 2), (2, 2), (0, 0, 0, 0)),
+        ((3, 5), (1, 3), (2, 3), (1, 2, 0, 1)),
+        ((5, 5), (3, 2), (1, 2), (2, 2, 2, 2)),
+    ],
+)
+@pytest.mark.parametrize("batch", [1, 2])
+def test_depthwise_channels_last_path_matches_reference(
+    kernel: tuple[int, int], strides: tuple[int, int], dilations: tuple[int, int], pads: tuple[int, ...], batch: int
+) -> None:
+    """2-D float32 depthwise convs run channels-last with column phases (see ``_depthwise.py``)."""
+    rng = np.random.default_rng(7)
+    x = random(rng, (batch, 6, 11, 13))
+    w = random(rng, (6, 1, *kernel))
+    inputs = [("X", x, False), ("W", w, True)]
+    attrs = {"group": 6, "strides": list(strides), "dilations": list(dilations), "pads": list(pads)}
+    model = node_model("Conv", inputs, **attrs)
+    (got,) = run_ours(model, feeds_of(inputs))
+    assert_matches(got, run_reference(model, feeds_of(inputs))[0], np.float32)
+
+
 @st.composite
 def conv_transpose_cases(draw: st.DrawFn) -> dict[str, Any]:
     rank = draw(st.integers(1, 3))
