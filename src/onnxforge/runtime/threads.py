@@ -18,7 +18,6 @@ import contextvars
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import numpy as np
@@ -26,11 +25,9 @@ from threadpoolctl import ThreadpoolController
 
 _controller: ThreadpoolController | None = None
 _controller_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
 # How many threads the kernels of the current run may use; 1 outside a run (and in kernels' own threads).
 # Below this many multiply-adds a product stays in the calling thread (a hand-off costs tens of us).
-_MATMUL_PARALLEL_MIN_MACS = 4_000_000
+_MATMUL_PARALLEL_MIN_MACS = 6_000_000
 _WORKERS: contextvars.ContextVar[int] = contextvars.ContextVar("onnxforge_intra_op_workers", default=1)
 
 
@@ -71,38 +68,81 @@ def workers() -> int:
     return _WORKERS.get()
 
 
-def _get_pool() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=max(2, _default_workers()), thread_name_prefix="onnxforge-intra-op")
-        return _pool
+class _Worker:
+    """A daemon thread that runs one batch of tasks per hand-off.
+
+    The hand-off is a pair of plain locks, not a ``ThreadPoolExecutor``: on these machines a submit and wait
+    costs ~100 us, a lock ping-pong ~20 us, and the parts of a convolution are often only a few hundred us.
+    """
+
+    def __init__(self) -> None:
+        self._go = threading.Lock()
+        self._go.acquire()
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._tasks: Sequence[Callable[[], Any]] = ()
+        self.error: BaseException | None = None
+        threading.Thread(target=self._loop, name="onnxforge-intra-op", daemon=True).start()
+
+    def start(self, tasks: Sequence[Callable[[], Any]]) -> None:
+        self._tasks, self.error = tasks, None
+        self._go.release()
+
+    def join(self) -> None:
+        self._done.acquire()
+
+    def _loop(self) -> None:
+        # errstate is per thread: the workers would otherwise warn where the run is silent.
+        with np.errstate(all="ignore"):
+            while True:
+                self._go.acquire()
+                try:
+                    for task in self._tasks:
+                        task()
+                except BaseException as error:  # re-raised in the calling thread
+                    self.error = error
+                finally:
+                    self._tasks = ()
+                    self._done.release()
 
 
-def _quiet(task: Callable[[], Any]) -> Any:
-    # errstate is per thread: the pool's threads would otherwise warn where the run is silent.
-    with np.errstate(all="ignore"):
-        return task()
+_idle: list[_Worker] = []
+_idle_lock = threading.Lock()
+
+
+def _take_workers(count: int) -> list[_Worker]:
+    with _idle_lock:
+        taken = [_idle.pop() for _ in range(min(count, len(_idle)))]
+    return taken + [_Worker() for _ in range(count - len(taken))]
 
 
 def parallel(tasks: Sequence[Callable[[], Any]]) -> None:
     """Run independent ``tasks`` (each writes its own part of a result) on the run's intra-op threads.
 
-    The first task runs in the calling thread. The call returns when all are done and re-raises the first
-    exception. With one worker (or one task) this is a plain loop.
+    Task ``i`` runs in part ``i % parts``; part 0 is the calling thread. The call returns when all are done
+    and re-raises the first exception. With one worker (or one task) this is a plain loop.
     """
-    if workers() <= 1 or len(tasks) <= 1:
+    parts = min(workers(), len(tasks))
+    if parts <= 1:
         for task in tasks:
             task()
         return
-    # More than one worker only inside blas_threads(), where BLAS is already single-threaded.
-    futures: list[Future[Any]] = [_get_pool().submit(_quiet, task) for task in tasks[1:]]
+    # More than one worker only inside blas_threads(), where BLAS is already single-threaded. Concurrent
+    # runs (or a nested call) take their own idle workers, so a worker never has two callers.
+    helpers = _take_workers(parts - 1)
+    for index, helper in enumerate(helpers, start=1):
+        helper.start(tasks[index::parts])
     try:
-        tasks[0]()
+        for task in tasks[::parts]:
+            task()
     finally:
-        wait(futures)  # the parts write into shared buffers: never return while one still runs
-    for future in futures:
-        future.result()
+        for helper in helpers:
+            helper.join()  # the parts write into shared buffers: never return while one still runs
+        with _idle_lock:
+            _idle.extend(helpers)
+    for helper in helpers:
+        if helper.error is not None:
+            raise helper.error
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:

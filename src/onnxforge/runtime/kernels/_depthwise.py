@@ -28,7 +28,7 @@ from numpy.lib.stride_tricks import as_strided
 from onnxforge.runtime.threads import parallel, split, workers
 
 # Below this many multiply-adds a depthwise conv runs in one thread (a hand-off costs tens of us).
-_PARALLEL_MIN_MACS = 2_000_000
+_PARALLEL_MIN_MACS = 3_000_000
 _PADDED = threading.local()
 
 

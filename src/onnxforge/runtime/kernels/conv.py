@@ -49,7 +49,7 @@ _FLAT_MIN_BATCH = 4
 # ones NumPy's transposing copies cost more than the faster sum saves (measured at 112x112, 32-96 channels).
 _HWC_MAX_PIXELS = 56 * 56
 # Below this many multiply-adds a conv runs in one thread: handing parts to the pool costs ~20-50 us.
-_PARALLEL_MIN_MACS = 2_000_000
+_PARALLEL_MIN_MACS = 6_000_000
 
 
 # Per-thread scratch buffers, reused across calls: glibc hands multi-MB blocks back to the OS on free, and
