@@ -13,7 +13,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from onnxforge import InferenceSession, SessionOptions
-from onnxforge._errors import OnnxForgeError
+from onnxforge._errors import InvalidArgument, OnnxForgeError
 from onnxforge.runtime.plan import Plan, PlanBuilder, Profiler
 
 RNG = np.random.default_rng(7)
@@ -99,7 +99,8 @@ def test_graph_inputs_and_constants_are_never_written() -> None:
 
 
 def test_constant_subgraphs_fold_and_overridable_initializers_fall_back() -> None:
-    # IR 3 lists initializers as inputs: the plan folds them, and feeding one must still be honoured.
+    # From IR 4 an initializer listed as an input is overridable: the plan folds it, and feeding one must still
+    # be honoured.
     shape = np.array([4, 3, 1, 1], np.int64)
     nodes = [
         helper.make_node(
@@ -107,7 +108,7 @@ def test_constant_subgraphs_fold_and_overridable_initializers_fall_back() -> Non
         ),
         helper.make_node("Conv", ["x", "w"], ["y"], name="conv"),
     ]
-    model = _model(nodes, {"shape": shape}, ["y"], ir_version=3)
+    model = _model(nodes, {"shape": shape}, ["y"], ir_version=4)
     model.graph.input.append(helper.make_tensor_value_info("shape", TensorProto.INT64, [4]))
     x = RNG.standard_normal((1, 3, 2, 2)).astype(np.float32)
     assert len(_plan(model, optimize=True).steps) == 1
@@ -115,6 +116,21 @@ def test_constant_subgraphs_fold_and_overridable_initializers_fall_back() -> Non
     np.testing.assert_allclose(sess.run(None, {"x": x})[0], np.repeat(x.sum(1, keepdims=True) * 0.5, 4, 1), rtol=1e-6)
     other = sess.run(None, {"x": x, "shape": np.array([2, 3, 1, 1], np.int64)})[0]
     assert other.shape == (1, 2, 2, 2)
+
+
+def test_initializers_listed_as_inputs_below_ir4_are_constants() -> None:
+    # Before IR 4 every initializer had to be an input too; onnxruntime treats them as constants (so they
+    # fold) and rejects feeding one, and so do we.
+    nodes = [helper.make_node("Add", ["x", "k"], ["s"], name="add"), helper.make_node("Relu", ["s"], ["y"], name="relu")]
+    model = _model(nodes, {"k": np.ones(2, np.float32)}, ["y"], ir_version=3)
+    model.graph.input.append(helper.make_tensor_value_info("k", TensorProto.FLOAT, [2]))
+    sess = InferenceSession(model.SerializeToString())
+    assert [arg.name for arg in sess.get_inputs()] == ["x"]
+    assert sess.get_overridable_initializers() == []
+    x = np.array([-3.0, 0.5], np.float32)
+    np.testing.assert_array_equal(sess.run(None, {"x": x})[0], [0.0, 1.5])
+    with pytest.raises(InvalidArgument, match="Invalid input name: k"):
+        sess.run(None, {"x": x, "k": np.zeros(2, np.float32)})
 
 
 def test_profile_names_every_original_node() -> None:

@@ -163,6 +163,19 @@ def _resolve_providers(providers: Sequence[Any] | None) -> list[str]:
     return list(AVAILABLE_PROVIDERS)
 
 
+def _constant_initializers_before_ir4(model: ir.Model) -> None:
+    """Below IR version 4 every initializer had to be listed as a graph input too, yet meant a constant:
+    like onnxruntime (which disallows overriding them there), drop them from the inputs so the optimizer
+    can fold and fuse them. From IR 4 on, an initializer that is also an input is overridable."""
+    if model.ir_version >= 4:
+        return
+    graph = model.graph
+    kept = [value for value in graph.inputs if value.name not in graph.initializers]
+    if len(kept) != len(graph.inputs):
+        graph.inputs.clear()
+        graph.inputs.extend(kept)
+
+
 class InferenceSession:
     """Load a model once, then ``run`` it many times, from many threads if you like."""
 
@@ -194,6 +207,7 @@ class InferenceSession:
         def load() -> ir.Model:
             model = checked.to_ir()
             self._apply_options(model)
+            _constant_initializers_before_ir4(model)
             return model
 
         model = optimize_for_level(

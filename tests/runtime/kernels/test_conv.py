@@ -326,11 +326,11 @@ def test_conv_im2col_bands_agree(monkeypatch: pytest.MonkeyPatch, bias: bool) ->
     [
         ((1, 32, 40, 40), (48, 32, 3, 3), 1, [1, 1]),  # im2col, one image: bands split across threads
         ((5, 16, 20, 20), (24, 16, 3, 3), 1, [1, 1]),  # flat im2col on a batch: column chunks split
-        ((1, 64, 30, 30), (96, 64, 1, 1), 1, [1, 1]),  # pointwise: pixel columns split
+        ((1, 64, 40, 40), (96, 64, 1, 1), 1, [1, 1]),  # pointwise: pixel columns split
         ((1, 512, 7, 7), (256, 512, 1, 1), 1, [1, 1]),  # pointwise on few pixels: output rows split
-        ((1, 60, 40, 40), (90, 20, 1, 1), 3, [1, 1]),  # grouped pointwise: groups split
-        ((1, 96, 112, 112), (96, 1, 3, 3), 96, [2, 2]),  # depthwise: output rows split
-        ((1, 96, 56, 56), (96, 1, 3, 3), 96, [1, 1]),  # depthwise, stride 1: output rows split
+        ((1, 60, 64, 64), (90, 20, 1, 1), 3, [1, 1]),  # grouped pointwise: groups split
+        ((1, 128, 112, 112), (128, 1, 3, 3), 128, [2, 2]),  # depthwise: output rows split
+        ((1, 128, 56, 56), (128, 1, 3, 3), 128, [1, 1]),  # depthwise, stride 1: output rows split
         ((1, 12, 30, 30, 30), (12, 1, 3, 3, 3), 12, [1, 1, 1]),  # 3-D depthwise: channels split
     ],
 )
@@ -346,7 +346,7 @@ def test_conv_split_across_intra_op_threads_matches_one_thread(
     inputs = [("X", x, False), ("W", w, True), ("B", b, True)]
     model = node_model("Conv", inputs, opset=13, group=group, strides=strides, pads=[pad] * 2 * (len(x_shape) - 2))
     conv_macs = np.prod(w_shape) * np.prod(x_shape[2:]) // np.prod(strides) * x_shape[0]
-    assert conv_macs >= conv_module._PARALLEL_MIN_MACS
+    assert conv_macs >= (depthwise_module if group == x_shape[1] else conv_module)._PARALLEL_MIN_MACS
     split_into: list[int] = []
     real_parallel = conv_module.parallel
 

@@ -25,6 +25,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from onnxforge._errors import InvalidArgument
+from onnxforge.runtime.kernels._depthwise import _PARALLEL_MIN_MACS as DEPTHWISE_PARALLEL_MIN_MACS
 from onnxforge.runtime.kernels._depthwise import DepthwiseTaps, padded_image
 from onnxforge.runtime.kernels._spatial import (
     compute_dtype,
@@ -326,7 +327,7 @@ def _depthwise(
             if index:
                 part += tmp
 
-    parts = workers() if acc.size * len(reads) >= _PARALLEL_MIN_MACS else 1
+    parts = workers() if acc.size * len(reads) >= DEPTHWISE_PARALLEL_MIN_MACS else 1
     parallel([lambda a=a, b=b: channels(a, b) for a, b in split(c, parts)])
     full = acc.reshape(n, pw.m, out[0], *grid[1:])
     if tuple(grid[1:]) == out[1:]:
