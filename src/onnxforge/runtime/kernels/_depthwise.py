@@ -23,8 +23,8 @@ import threading
 from collections.abc import Callable
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
+from onnxforge.runtime.kernels._spatial import strided_view
 from onnxforge.runtime.threads import parallel, split, workers
 
 # Below this many multiply-adds a depthwise conv runs in one thread (a hand-off costs tens of us).
@@ -120,15 +120,15 @@ class DepthwiseTaps:
         finish: Callable[[np.ndarray], None] | None,
     ) -> None:
         (sh, sw), (dh, dw) = strides, dilations
-        s0, _, s2, s3 = padded.strides
+        s0, s1, s2, s3 = padded.strides
         _, wo, c = out.shape
         target = out[r0:r1].reshape(r1 - r0, wo * c)
         reads = self.reads(sw, dw, wo)
         tmp = np.empty_like(target) if len(reads) > 1 else target
         for index, (phase, first, count, step, tiled) in enumerate(reads):
-            start = padded[r0 * sh :, phase, first:]
             # Kernel column u of this phase starts u * step columns on: one contiguous run of wo * c floats.
-            view = as_strided(start, (r1 - r0, self.kh, count, wo * c), (s0 * sh, s0 * dh, s2 * step, s3))
+            offset = r0 * sh * s0 + phase * s1 + first * s2
+            view = strided_view(padded, (r1 - r0, self.kh, count, wo * c), (s0 * sh, s0 * dh, s2 * step, s3), offset)
             np.einsum("hijx,ijx->hx", view, tiled, out=target if index == 0 else tmp)
             if index:
                 target += tmp

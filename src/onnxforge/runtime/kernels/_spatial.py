@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from onnxforge._errors import InvalidArgument
 
@@ -121,6 +122,21 @@ def pool_geometry(
     if min(out, default=1) < 1:
         raise InvalidArgument(f"input spatial shape {list(in_shape)} is too small for kernel {list(k)}")
     return begins_t, ends_t, tuple(out)
+
+
+def strided_view(base: np.ndarray, shape: Sequence[int], strides: Sequence[int], offset: int = 0) -> np.ndarray:
+    """A read-only view of ``base``, starting ``offset`` bytes in, with the given byte ``strides`` (which must
+    stay inside ``base``: NumPy checks that for a contiguous base).
+
+    ``np.ndarray(buffer=...)`` is ~7x cheaper per call than ``as_strided``, which goes through
+    ``__array_interface__``; it needs a C-contiguous base, so other bases take ``as_strided``.
+    """
+    if base.flags.c_contiguous:
+        view = np.ndarray(tuple(shape), base.dtype, base, offset, tuple(strides))
+        view.flags.writeable = False
+        return view
+    start = base.reshape(-1)[offset // base.itemsize :] if offset else base
+    return as_strided(start, shape=tuple(shape), strides=tuple(strides), writeable=False)
 
 
 def pad_for_windows(

@@ -22,7 +22,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from onnxforge._errors import InvalidArgument
 from onnxforge.runtime.kernels._depthwise import _PARALLEL_MIN_MACS as DEPTHWISE_PARALLEL_MIN_MACS
@@ -34,6 +33,7 @@ from onnxforge.runtime.kernels._spatial import (
     pad_for_windows,
     prod,
     spatial_params,
+    strided_view,
     window_slice,
 )
 from onnxforge.runtime.registry import kernel
@@ -49,6 +49,8 @@ _FLAT_MIN_BATCH = 4
 # Depthwise convs on images up to this size go through channels-last copies (see _depthwise_hwc); on larger
 # ones NumPy's transposing copies cost more than the faster sum saves (measured at 112x112, 32-96 channels).
 _HWC_MAX_PIXELS = 56 * 56
+# Input shapes whose conv geometry a prepared kernel remembers (dynamic shapes beyond it are computed per run).
+_GEOMETRY_CACHE_SIZE = 16
 # Below this many multiply-adds a conv runs in one thread: handing parts to the pool costs ~20-50 us.
 _PARALLEL_MIN_MACS = 6_000_000
 
@@ -156,6 +158,30 @@ class _PackedWeight:
         self.compact, self.expand = compact, inverse.reshape(-1)
 
 
+Geometry = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+
+
+def _geometry(
+    shape: tuple[int, ...],
+    pw: _PackedWeight,
+    auto_pad: str,
+    pads: Sequence[int] | None,
+    strides: Sequence[int] | None,
+    dilations: Sequence[int] | None,
+) -> Geometry:
+    """(kernel, strides, dilations, pad begins, output shape) of a conv on inputs of ``shape``, after checking
+    the input's rank and channels against the weight."""
+    if len(shape) != len(pw.kernel) + 2:
+        raise InvalidArgument(f"Conv input must have rank {len(pw.kernel) + 2} to match the weight, got {list(shape)}")
+    if shape[1] != pw.cg * pw.group:
+        raise InvalidArgument(
+            f"Conv input has {shape[1]} channels, but weight expects {pw.cg} per group x group={pw.group}"
+        )
+    k, s, d = spatial_params(len(pw.kernel), pw.kernel, strides, dilations)
+    begins, _, out = conv_geometry(auto_pad, shape[2:], k, s, d, pads)
+    return k, s, d, begins, out
+
+
 def _conv(
     x: np.ndarray,
     pw: _PackedWeight,
@@ -164,18 +190,11 @@ def _conv(
     pads: Sequence[int] | None,
     strides: Sequence[int] | None,
     dilations: Sequence[int] | None,
+    geometry: Geometry | None = None,
 ) -> np.ndarray:
-    if x.ndim != len(pw.kernel) + 2:
-        raise InvalidArgument(
-            f"Conv input must have rank {len(pw.kernel) + 2} to match the weight, got {list(x.shape)}"
-        )
-    group, m = pw.group, pw.m
-    n, c = x.shape[:2]
-    cg = pw.cg
-    if c != cg * group:
-        raise InvalidArgument(f"Conv input has {c} channels, but weight expects {cg} per group x group={group}")
-    k, s, d = spatial_params(len(pw.kernel), pw.kernel, strides, dilations)
-    begins, _, out = conv_geometry(auto_pad, x.shape[2:], k, s, d, pads)
+    k, s, d, begins, out = geometry or _geometry(x.shape, pw, auto_pad, pads, strides, dilations)
+    group, m, cg = pw.group, pw.m, pw.cg
+    n = x.shape[0]
     xc = x.astype(pw.dtype, copy=False)
     unique = pw.compact or pw
     if pw.kind == "pointwise":
@@ -420,11 +439,10 @@ def _im2col(
     rows = cg * prod(k)
     inner = prod(out[1:])
     sn, sc, *ss = xp.strides
-    view = as_strided(
+    view = strided_view(
         xp,
-        shape=(n, group, cg, *k, *out),
-        strides=(sn, sc * cg, sc, *(st * di for st, di in zip(ss, d)), *(st * si for st, si in zip(ss, s))),
-        writeable=False,
+        (n, group, cg, *k, *out),
+        (sn, sc * cg, sc, *(st * di for st, di in zip(ss, d)), *(st * si for st, si in zip(ss, s))),
     )
     band = max(1, min(out[0], _COLS_BYTES // max(1, group * rows * inner * xp.itemsize)))
     parts = workers() if pw.m * rows * prod(out) * n >= _PARALLEL_MIN_MACS else 1
@@ -467,9 +485,17 @@ def _prepare_conv(
     kernel_from(kernel_shape, w.shape)
     b_const = constants[2] if len(constants) > 2 and isinstance(constants[2], np.ndarray) else None
     packed = _PackedWeight(w, group, b_const)
+    # Input shape -> geometry: checked and computed once per shape, not on every run.
+    geometries: dict[tuple[int, ...], Geometry] = {}
 
     def conv_packed(X: np.ndarray, W: np.ndarray, B: np.ndarray | None = None) -> np.ndarray:
-        return _conv(X, packed, b_const if b_const is not None else B, auto_pad, pads, strides, dilations)
+        geometry = geometries.get(X.shape)
+        if geometry is None:
+            geometry = _geometry(X.shape, packed, auto_pad, pads, strides, dilations)
+            if len(geometries) < _GEOMETRY_CACHE_SIZE:
+                geometries[X.shape] = geometry
+        bias = b_const if b_const is not None else B
+        return _conv(X, packed, bias, auto_pad, pads, strides, dilations, geometry)
 
     return conv_packed
 
