@@ -24,7 +24,7 @@ import onnx_ir as ir
 
 from onnxforge._errors import Fail, InvalidGraph, NotImplemented, OnnxForgeError
 from onnxforge.ir.dtypes import np_dtype_for
-from onnxforge.runtime import fusion
+from onnxforge.runtime import branches, fusion
 from onnxforge.runtime.fusion import FusionContext, NodeInfo, StepSpec
 from onnxforge.runtime.registry import REGISTRY, KernelDef, Registry, canonical_domain
 
@@ -109,6 +109,8 @@ class Plan:
         self._guarded = tuple(guarded)
         self._fallback = fallback
         self._fallback_plan: Plan | None = None
+        # Independent branches that run side by side (ExecutionMode.ORT_PARALLEL; see branches.py).
+        self.sections: list[branches.Section] = []
 
     @property
     def captured_values(self) -> list[ir.Value]:
@@ -182,10 +184,17 @@ class Plan:
             self._fallback_plan = self._fallback()
         return self._fallback_plan
 
-    def _run_steps(self, values: list[Any]) -> None:
+    def _run_steps(self, values: list[Any], first: int = 0, stop: int | None = None) -> None:
+        if self.sections and stop is None:
+            for section in self.sections:
+                self._run_steps(values, first, section.start)
+                branches.run_section(section, values, self._node_error)
+                first = section.end
+            stop = len(self.steps)
         index = 0
         try:
-            for index, (call, ins, outs, frees) in enumerate(self.steps):  # noqa: B007 - read in except
+            steps = self.steps if first == 0 and stop is None else self.steps[first:stop]
+            for index, (call, ins, outs, frees) in enumerate(steps, first):  # noqa: B007 - read in except
                 result = call(*[values[i] for i in ins])
                 if type(result) is tuple:
                     for slot, item in zip(outs, result):

@@ -22,9 +22,17 @@ import onnxforge.runtime.kernels  # noqa: F401 - registers the built-in kernels
 from onnxforge._errors import Fail, InvalidArgument
 from onnxforge.ir.dtypes import np_dtype_for, proto_type_string
 from onnxforge.ir.load import ModelSource, check_model
+from onnxforge.runtime.branches import find_sections
 from onnxforge.runtime.expand import expand_functions
 from onnxforge.runtime.optimizer_hook import optimize_for_level
-from onnxforge.runtime.options import GraphOptimizationLevel, ModelMetadata, NodeArg, RunOptions, SessionOptions
+from onnxforge.runtime.options import (
+    ExecutionMode,
+    GraphOptimizationLevel,
+    ModelMetadata,
+    NodeArg,
+    RunOptions,
+    SessionOptions,
+)
 from onnxforge.runtime.ortvalue import OrtValue
 from onnxforge.runtime.plan import Plan, PlanBuilder, Profiler
 from onnxforge.runtime.registry import REGISTRY
@@ -222,6 +230,8 @@ class InferenceSession:
         _tune_malloc(self._sess_options)
         fuse = self._sess_options.graph_optimization_level != GraphOptimizationLevel.ORT_DISABLE_ALL
         self._plan = PlanBuilder(model.opset_imports, optimize=fuse).build(model.graph)
+        if self._sess_options.execution_mode == ExecutionMode.ORT_PARALLEL:
+            self._plan.sections = find_sections(self._plan.steps, [info.op_type for info in self._plan.infos])
         self._describe_io(model, proto)
         self._pruned: dict[tuple[int, ...], Plan] = {}
         self._pruned_lock = threading.Lock()

@@ -63,6 +63,16 @@ def blas_threads(count: int) -> Iterator[None]:
         _WORKERS.reset(token)
 
 
+@contextlib.contextmanager
+def single_threaded() -> Iterator[None]:
+    """Inside the block, kernels in this thread do not split their work (:func:`workers` is 1)."""
+    token = _WORKERS.set(1)
+    try:
+        yield
+    finally:
+        _WORKERS.reset(token)
+
+
 def workers() -> int:
     """How many parts a kernel should split its work into (1: do it all in the calling thread)."""
     return _WORKERS.get()
