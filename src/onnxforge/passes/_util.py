@@ -162,12 +162,24 @@ class Names:
         return name
 
 
+def numpy_tensor(array: np.ndarray, dtype: ir.DataType | None = None) -> ir.TensorProtocol:
+    """An onnx-ir tensor over a C-contiguous copy-free view of ``array``.
+
+    ``ir.Tensor`` directly for numeric arrays: the ``ir.tensor`` convenience dispatches through typing
+    Protocol ``isinstance`` checks that cost ~0.1 ms per call, a third of constant folding's time.
+    """
+    array = np.require(array, requirements="C")
+    if array.dtype.kind in "OSU":
+        return ir.tensor(array, dtype=dtype)
+    return ir.Tensor(array, dtype=dtype)
+
+
 def make_initializer(graph: ir.Graph, array: np.ndarray, names: Names, base: str, like: ir.Value | None = None) -> ir.Value:
     """A new initializer of ``graph`` holding ``array``; ``like`` lends its element type when it matches."""
     dtype = like.dtype if like is not None and like.dtype not in (None, ir.DataType.UNDEFINED) else None
     if dtype is not None and np_dtype_for(dtype) != array.dtype:
         dtype = None
-    tensor = ir.tensor(np.require(array, requirements="C"), dtype=dtype)
+    tensor = numpy_tensor(array, dtype)
     value = ir.Value(name=names.fresh(base), shape=ir.Shape(array.shape), type=ir.TensorType(tensor.dtype), const_value=tensor)
     graph.register_initializer(value)
     return value
@@ -213,7 +225,7 @@ def replace_with_constant(out: ir.Value, array: np.ndarray, names: Names) -> ir.
     assert producer is not None and producer.graph is not None
     graph = producer.graph
     dtype = out.dtype if np_dtype(out) == array.dtype else None
-    tensor = ir.tensor(np.require(array, requirements="C"), dtype=dtype)
+    tensor = numpy_tensor(array, dtype)
     const = ir.Value(shape=ir.Shape(array.shape), type=ir.TensorType(tensor.dtype), const_value=tensor)
     out.replace_all_uses_with(const, replace_graph_outputs=True)
     name = out.name or names.fresh("const")
