@@ -83,3 +83,18 @@ def _sorted_from(graph: ir.Graph, done: set[ir.Node]) -> bool:
                 return False
         done.add(node)
     return True
+
+
+def shapes_complete(model: ir.Model) -> bool:
+    """Every node output (subgraphs included) and graph input is a tensor of known element type and fully
+    static shape: onnx's inference could add nothing, so after a change it need not run again (passes never
+    make a known shape wrong, and a new value without a shape fails this test)."""
+    values = [value for node in nodes_of(model.graph) for value in node.outputs]
+    values.extend(model.graph.inputs)
+    for value in values:
+        if not isinstance(value.type, ir.TensorType) or value.dtype in (None, ir.DataType.UNDEFINED):
+            return False
+        shape = value.shape
+        if shape is None or not all(type(dim) is int for dim in shape):
+            return False
+    return True

@@ -18,7 +18,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxforge.passes._util import Names, alive, all_nodes, channel_vector, const_array, is_onnx_op, single_user
-from onnxforge.passes.fuse_conv_bn import conv_weights, replace_conv
+from onnxforge.passes.fuse_conv_bn import conv_weights, replace_conv, scaled_weight
 
 
 def per_channel_operand(node: ir.Node, producer_value: ir.Value, out_rank: int, channels: int) -> np.ndarray | None:
@@ -77,7 +77,8 @@ class FuseConvAffinePass(ir.passes.InPlacePass):
                     continue
                 ones = np.ones(weight.shape[0])
                 scale, shift = apply_affine(node.op_type, ones, bias.astype(np.float64), c.astype(np.float64))
-                new_weight = (weight.astype(np.float64) * scale.reshape((-1,) + (1,) * (weight.ndim - 1))).astype(weight.dtype)
+                # Add and Sub leave the weight as it is: the Conv keeps reading the same initializer.
+                new_weight = scaled_weight(weight, scale) if node.op_type in ("Mul", "Div") else None
                 if replace_conv(conv, new_weight, shift.astype(weight.dtype), node.outputs[0], node, names):
                     fused += 1
                     break

@@ -44,13 +44,23 @@ def conv_weights(conv: ir.Node) -> tuple[np.ndarray, np.ndarray] | None:
     return weight, bias
 
 
-def replace_conv(conv: ir.Node, weight: np.ndarray, bias: np.ndarray, replaces: ir.Value, before: ir.Node, names: Names) -> bool:
-    """A Conv like ``conv`` with new constant weight and bias, inserted before (and absorbing) the node
-    ``before``, whose output replaces ``replaces``."""
+def scaled_weight(weight: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``weight * scale`` computed in float64 and stored in ``weight``'s type, in one pass (no float64 copy of
+    the whole weight: NumPy casts each element on the way in and out)."""
+    out = np.empty_like(weight)
+    np.multiply(weight, scale.reshape((-1,) + (1,) * (weight.ndim - 1)), out=out, dtype=np.float64, casting="same_kind")
+    return out
+
+
+def replace_conv(
+    conv: ir.Node, weight: np.ndarray | None, bias: np.ndarray, replaces: ir.Value, before: ir.Node, names: Names
+) -> bool:
+    """A Conv like ``conv`` with new constant weight (None: the same) and bias, inserted before (and
+    absorbing) the node ``before``, whose output replaces ``replaces``."""
     graph = before.graph
     assert graph is not None and conv.inputs[1] is not None
     base = conv.inputs[1].name or "conv"
-    w = make_initializer(graph, weight, names, f"{base}_fused")
+    w = conv.inputs[1] if weight is None else make_initializer(graph, weight, names, f"{base}_fused")
     b = make_initializer(graph, bias, names, f"{base}_fused_bias")
     if not rebuild(conv, [conv.inputs[0], w, b], before=before, replaces=replaces, absorbs=[before]):
         return False
@@ -77,8 +87,7 @@ class FuseConvBatchNormPass(ir.passes.InPlacePass):
             (weight, bias), (k, c) = weights, affine
             if k.shape != (weight.shape[0],):
                 continue
-            scale = k.reshape((-1,) + (1,) * (weight.ndim - 1))
-            new_weight = (weight.astype(np.float64) * scale).astype(weight.dtype)
+            new_weight = scaled_weight(weight, k)
             new_bias = (k * bias.astype(np.float64) + c).astype(weight.dtype)
             if replace_conv(conv, new_weight, new_bias, bn.outputs[0], bn, names):
                 fused += 1

@@ -81,6 +81,10 @@ class PassSpec:
     needs: tuple[frozenset[str], ...] = ()
     # A cheaper necessary condition for the pass to change anything (see _gates).
     worth_running: Callable[[ir.Model], bool] = lambda model: True
+    # Its changes leave every value's inferred type and shape valid and give new values theirs (fusions
+    # through ``install``, which copies them; node removal), so shape inference need not run again for them.
+    # After any other change it runs again unless every value's shape is already static (_gates).
+    keeps_shapes: bool = False
 
 
 def _ops(*names: str) -> frozenset[str]:
@@ -109,20 +113,16 @@ PASSES: tuple[PassSpec, ...] = (
         lambda o: MergeConsecutivePass(),
         needs=(_ops("Transpose", "Reshape", "Squeeze", "Unsqueeze", "Slice", "Cast"),),
     ),
-    PassSpec("fuse_pad", "loop", EXTENDED, lambda o: FusePadIntoConvPoolPass(), needs=(_ops("Pad"),)),
+    PassSpec("fuse_pad", "loop", EXTENDED, lambda o: FusePadIntoConvPoolPass(), needs=(_ops("Pad"),), keeps_shapes=True),
     PassSpec(
-        "fuse_conv_bn", "loop", EXTENDED, lambda o: FuseConvBatchNormPass(), needs=(_ops("BatchNormalization"), _ops("Conv"))
-    ),
-    PassSpec("fuse_conv_affine", "loop", EXTENDED, lambda o: FuseConvAffinePass(), needs=(_ARITHMETIC, _ops("Conv"))),
+        "fuse_conv_bn", "loop", EXTENDED, lambda o: FuseConvBatchNormPass(), needs=(_ops("BatchNormalization"), _ops("Conv")), keeps_shapes=True),
+    PassSpec("fuse_conv_affine", "loop", EXTENDED, lambda o: FuseConvAffinePass(), needs=(_ARITHMETIC, _ops("Conv")), keeps_shapes=True),
     PassSpec(
-        "fuse_bn_affine", "loop", EXTENDED, lambda o: FuseBatchNormAffinePass(), needs=(_ARITHMETIC, _ops("BatchNormalization"))
-    ),
+        "fuse_bn_affine", "loop", EXTENDED, lambda o: FuseBatchNormAffinePass(), needs=(_ARITHMETIC, _ops("BatchNormalization")), keeps_shapes=True),
     PassSpec(
-        "fuse_gemm_bn", "loop", EXTENDED, lambda o: FuseGemmBatchNormPass(), needs=(_ops("Gemm"), _ops("BatchNormalization"))
-    ),
+        "fuse_gemm_bn", "loop", EXTENDED, lambda o: FuseGemmBatchNormPass(), needs=(_ops("Gemm"), _ops("BatchNormalization")), keeps_shapes=True),
     PassSpec(
-        "matmul_add_to_gemm", "loop", EXTENDED, lambda o: MatMulAddToGemmPass(), needs=(_ops("MatMul"), _ops("Add"))
-    ),
+        "matmul_add_to_gemm", "loop", EXTENDED, lambda o: MatMulAddToGemmPass(), needs=(_ops("MatMul"), _ops("Add")), keeps_shapes=True),
     PassSpec(
         "cse",
         "loop",
@@ -130,7 +130,7 @@ PASSES: tuple[PassSpec, ...] = (
         lambda o: InEverySubgraphPass(CommonSubexpressionEliminationPass(), RANDOM_OPS),
         worth_running=_gates.may_share_subexpressions,
     ),
-    PassSpec("remove_unused", "loop", BASIC, lambda o: RemoveUnusedNodesPass()),
+    PassSpec("remove_unused", "loop", BASIC, lambda o: RemoveUnusedNodesPass(), keeps_shapes=True),
     PassSpec("dedup_initializers", "post", BASIC, lambda o: DeduplicateInitializersPass()),
     PassSpec("remove_unused_functions", "post", BASIC, lambda o: RemoveUnusedFunctionsPass(), worth_running=lambda m: bool(m.functions)),
     PassSpec("remove_unused", "post", BASIC, lambda o: RemoveUnusedNodesPass()),
@@ -250,6 +250,9 @@ class _ChangeTracker:
     def ran(self, spec: PassSpec | None, modified: bool) -> None:
         if modified:
             self.version += 1
+            shapes_were_inferred = self.settled.get("infer_shapes") == self.version - 1
+            if spec is not None and shapes_were_inferred and (spec.keeps_shapes or _gates.shapes_complete(self.model)):
+                self.settled["infer_shapes"] = self.version
         if spec is not None and (not modified or spec.analysis):
             self.settled[spec.name] = self.version
 
