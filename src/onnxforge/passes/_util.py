@@ -140,6 +140,8 @@ class Names:
     def __init__(self, model: ir.Model) -> None:
         self._model = model
         self._taken: set[str] | None = None
+        # base -> the next suffix to try: repeated bases ("const") would otherwise rescan from _1 each time.
+        self._next: dict[str, int] = {}
 
     @property
     def taken(self) -> set[str]:
@@ -154,11 +156,14 @@ class Names:
         return self._taken
 
     def fresh(self, base: str) -> str:
-        name, index = base, 0
-        while name in self.taken:
+        taken = self.taken
+        index = self._next.get(base, 0)
+        name = f"{base}_{index}" if index else base
+        while name in taken:
             index += 1
             name = f"{base}_{index}"
-        self.taken.add(name)
+        self._next[base] = index + 1
+        taken.add(name)
         return name
 
 
