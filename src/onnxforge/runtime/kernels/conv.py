@@ -42,10 +42,12 @@ from onnxforge.runtime.threads import parallel, split, workers
 # Size of one im2col band (see _im2col).
 _COLS_BYTES = 4 << 20
 # _im2col_flat computes junk outputs at the image edges; beyond this ratio of computed to real outputs it
-# loses to _im2col. On one image the two run at the same GEMM-bound speed; on a batch of small images
-# _im2col_flat avoids _im2col's per-image loop (2-4x faster on 8x8 digits at batch 360).
+# loses to _im2col. It pays on a batch of small images, where it avoids _im2col's per-image loop (1.5x
+# faster on 8x8 digits at batch 360); once one image is a big GEMM of its own (ResNet-18's 3x3 layers at
+# batch 8, from 56x56x64 to 7x7x512), _im2col's per-image bands were 10-25% faster.
 _FLAT_MAX_OVERHEAD = 3.0
 _FLAT_MIN_BATCH = 4
+_FLAT_MAX_IMAGE_MACS = 4_000_000
 # Depthwise convs on images up to this size go through channels-last copies (see _depthwise_hwc); on larger
 # ones NumPy's transposing copies cost more than the faster sum saves (measured at 112x112, 32-96 channels).
 _HWC_MAX_PIXELS = 56 * 56
@@ -208,6 +210,7 @@ def _conv(
         and n >= _FLAT_MIN_BATCH
         and all(si == 1 for si in s)
         and _flat_overhead(out, k, d) <= _FLAT_MAX_OVERHEAD
+        and m * cg * prod(k) * prod(out) < _FLAT_MAX_IMAGE_MACS
     ):
         y = _im2col_flat(xc, unique, begins, out, k, d)
     else:
