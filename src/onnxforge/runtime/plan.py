@@ -111,6 +111,9 @@ class Plan:
         self._fallback_plan: Plan | None = None
         # Independent branches that run side by side (ExecutionMode.ORT_PARALLEL; see branches.py).
         self.sections: list[branches.Section] = []
+        # The static shape each output declares (None: not fully known): a Loop or Scan that runs zero times
+        # shapes its empty scan outputs from its body's.
+        self.output_shapes: list[tuple[int, ...] | None] = [None] * len(output_slots)
 
     @property
     def captured_values(self) -> list[ir.Value]:
@@ -236,6 +239,13 @@ class Plan:
         return Fail(f"Running {info.describe()} failed: {type(exc).__name__}: {exc}")
 
 
+def _static_shape(value: ir.Value) -> tuple[int, ...] | None:
+    shape = value.shape
+    if shape is None or not all(isinstance(dim, int) for dim in shape):
+        return None
+    return tuple(int(dim) for dim in shape)
+
+
 class PlanBuilder:
     """Compiles an onnx-ir graph (and, recursively, its subgraphs) into a :class:`Plan`."""
 
@@ -316,7 +326,9 @@ class _GraphCompiler:
         if self.guarded:
             builder = PlanBuilder(self.builder.opsets, self.builder.registry, optimize=False)
             fallback = functools.partial(builder.build, graph)
-        return Plan(steps, infos, self.template, input_slots, output_slots, self.captures, self.guarded, fallback)
+        plan = Plan(steps, infos, self.template, input_slots, output_slots, self.captures, self.guarded, fallback)
+        plan.output_shapes = [_static_shape(value) for value in graph.outputs]
+        return plan
 
     def _compile_node(self, node: ir.Node) -> None:
         domain = canonical_domain(node.domain)

@@ -146,7 +146,27 @@ def test_zero_trip_loop_returns_initial_values_and_empty_scans() -> None:
     feed = {"data": np.zeros((5, 3), np.float32), "flag": np.array(True), "M": np.array(0, np.int64), "v0": v0}
     v_final, scanned = loop_with_nested_if().run(None, feed)
     np.testing.assert_array_equal(v_final, v0)
-    assert scanned.shape[0] == 0 and scanned.dtype == np.float32
+    # No iteration produced an element: the body's declared [3] gives the rest of the shape, as in onnxruntime.
+    assert scanned.shape == (0, 3) and scanned.dtype == np.float32
+
+
+# Undeclared, onnx's shape inference still finds [2] for the body's output.
+@pytest.mark.parametrize(("declared", "axis", "expected"), [([2], 0, (0, 2)), ([2], 1, (2, 0)), (None, 0, (0, 2))])
+def test_zero_length_scan_shapes_its_outputs_from_the_body(
+    declared: list[int] | None, axis: int, expected: tuple[int, ...]
+) -> None:
+    body = helper.make_graph(
+        [helper.make_node("Add", ["s_in", "x"], ["s_out"]), helper.make_node("Identity", ["s_out"], ["y"])],
+        "body",
+        [tensor("s_in", F, [2]), tensor("x", F, [2])],
+        [tensor("s_out", F, [2]), tensor("y", F, declared)],
+    )
+    node = helper.make_node("Scan", ["init", "xs"], ["s", "ys"], body=body, num_scan_inputs=1, scan_output_axes=[axis])
+    sess = session([node], [tensor("init", F, [2]), tensor("xs", F, ["n", 2])], [tensor("s"), tensor("ys")], opset=16)
+    init = np.array([1.0, 2.0], np.float32)
+    state, ys = sess.run(None, {"init": init, "xs": np.zeros((0, 2), np.float32)})
+    np.testing.assert_array_equal(state, init)
+    assert ys.shape == expected and ys.dtype == np.float32
 
 
 def test_loop_carries_a_sequence_and_scans_the_iteration_number() -> None:
@@ -344,6 +364,7 @@ class RecordingBody:
     def __init__(self, num_inputs: int) -> None:
         self.input_slots = list(range(num_inputs))
         self.output_slots = list(range(num_inputs))
+        self.output_shapes: list[tuple[int, ...] | None] = [None] * num_inputs
         self.seen: list[list[Any]] = []
 
     def run(self, inputs: list[Any], outer: Any = None) -> list[Any]:

@@ -41,11 +41,15 @@ def _truth(cond: Any, what: str) -> bool:
     return bool(array.reshape(-1)[0])
 
 
-def _stack(items: list[Any], axis: int, dtype: np.dtype | None, what: str) -> np.ndarray:
+def _stack(
+    items: list[Any], axis: int, dtype: np.dtype | None, what: str, element: tuple[int, ...] | None = None
+) -> np.ndarray:
     if not items:
-        # A scan output that never ran has no element to take a shape from. onnxruntime uses the inferred
-        # shape of the body output, which kernels are not given, so this is [0] of the declared dtype.
-        return np.zeros((0,), dtype=dtype or np.float32)
+        # A scan output that never ran has no element to take a shape from: like onnxruntime, use the shape
+        # the body declares for it (``element``), with the length 0 at ``axis``; [0] when it declares none.
+        if element is None:
+            return np.zeros((0,), dtype=dtype or np.float32)
+        return np.zeros((*element[:axis], 0, *element[axis:]), dtype=dtype or np.float32)
     try:
         return np.stack(items, axis=axis)
     except ValueError as exc:
@@ -88,7 +92,10 @@ def Loop(
             collected.append(value)
         iteration += 1
     dtypes = list(_output_dtypes[num_carried:]) + [None] * num_scans
-    stacked = [_stack(items, 0, dtypes[k], f"Loop scan output {k}") for k, items in enumerate(scans)]
+    elements = body.output_shapes[1 + num_carried :]
+    stacked = [
+        _stack(items, 0, dtypes[k], f"Loop scan output {k}", elements[k]) for k, items in enumerate(scans)
+    ]
     return _as_outputs([*carried, *stacked])
 
 
@@ -146,8 +153,12 @@ def Scan(
             items.append(value)
     out_directions = _flags(scan_output_directions, num_outputs, "scan_output_directions")
     dtypes = list(_output_dtypes[num_states:]) + [None] * num_outputs
-    if steps == 0:  # no element was produced, so there is no rank to check the output axes against
-        return _as_outputs([*states, *(_stack([], 0, dtypes[k], "") for k in range(num_outputs))])
+    elements = body.output_shapes[num_states:]
+    if steps == 0:  # no element was produced: the body's declared shapes (if any) give the ranks
+        if any(element is None for element in elements):
+            return _as_outputs([*states, *(_stack([], 0, dtypes[k], "", elements[k]) for k in range(num_outputs))])
+        out_axes = _axes(scan_output_axes, num_outputs, [len(e) + 1 for e in elements if e is not None], "scan_output_axes")
+        return _as_outputs([*states, *(_stack([], out_axes[k], dtypes[k], "", elements[k]) for k in range(num_outputs))])
     ranks = [np.ndim(items[0]) + 1 for items in collected]
     out_axes = _axes(scan_output_axes, num_outputs, ranks, "scan_output_axes")
     scans = [
