@@ -17,12 +17,12 @@ from onnxforge.runtime.plan import PlanBuilder
 RNG = np.random.default_rng(11)
 
 
-def _block(stride: int, pads: list[int], expose_middle: bool = False) -> onnx.ModelProto:
+def _block(stride: int, pads: list[int], expose_middle: bool = False, stem: bool = False) -> onnx.ModelProto:
     """MobileNetV2's inverted residual without the residual: expand 1x1 + BN + ReLU6, 3x3 depthwise + ReLU6,
-    project 1x1."""
+    project 1x1. ``stem``: the first conv is MobileNet's 3x3 stride-2 stem instead of the 1x1 expansion."""
     c, hidden, out = 8, 24, 12
     inits = {
-        "w1": RNG.standard_normal((hidden, c, 1, 1)).astype(np.float32),
+        "w1": RNG.standard_normal((hidden, c, 3, 3) if stem else (hidden, c, 1, 1)).astype(np.float32),
         "s": RNG.uniform(0.5, 2, hidden).astype(np.float32),
         "t": RNG.standard_normal(hidden).astype(np.float32),
         "mu": RNG.standard_normal(hidden).astype(np.float32),
@@ -35,7 +35,7 @@ def _block(stride: int, pads: list[int], expose_middle: bool = False) -> onnx.Mo
         "b2": RNG.standard_normal(out).astype(np.float32),
     }
     nodes = [
-        helper.make_node("Conv", ["x", "w1"], ["e"], name="expand"),
+        helper.make_node("Conv", ["x", "w1"], ["e"], name="expand", **({"strides": [2, 2], "pads": [1, 0, 1, 1]} if stem else {})),
         helper.make_node("BatchNormalization", ["e", "s", "t", "mu", "var"], ["n"], name="bn"),
         helper.make_node("Clip", ["n", "lo", "hi"], ["r"], name="relu6"),
         helper.make_node("Conv", ["r", "wd", "bd"], ["d"], name="dw", group=hidden, strides=[stride] * 2, pads=pads),
@@ -73,6 +73,19 @@ def test_inverted_residual_runs_channels_last_with_the_reference_numbers(stride:
     got = InferenceSession(model.SerializeToString(), options).run(None, {"x": x})[0]
     want = ReferenceEvaluator(model).run(None, {"x": x})[0]
     assert got.shape == want.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert _channels_last_steps(model) == 3
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_stem_conv_starts_the_chain_writing_channels_last(threads: int) -> None:
+    model = _block(1, [1, 1, 1, 1], stem=True)
+    x = RNG.standard_normal((2, 8, 47, 46)).astype(np.float32)
+    options = SessionOptions()
+    options.intra_op_num_threads = threads
+    got = InferenceSession(model.SerializeToString(), options).run(None, {"x": x})[0]
+    want = ReferenceEvaluator(model).run(None, {"x": x})[0]
+    assert got.shape == want.shape == (2, 12, 24, 23)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     assert _channels_last_steps(model) == 3
 

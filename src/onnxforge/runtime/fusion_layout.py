@@ -1,10 +1,11 @@
 """Channels-last chains: pointwise Conv -> depthwise Conv -> pointwise Conv runs NHWC in the middle.
 
 Rule: when a depthwise conv (one 2-D filter per channel, multiplier 1, explicit pads, no dilation) reads the
-output of a pointwise conv (1x1, stride 1, unpadded, one group) that nobody else reads, and its own output is
-read only by another pointwise conv, then
+output of a pointwise conv (1x1, stride 1, unpadded, one group) or of a dense conv (one group, explicit
+pads, no dilation: MobileNet's 3x3 stem) that nobody else reads, and its own output is read only by a
+pointwise conv, then
 
-- the first pointwise conv writes NHWC (its GEMM just takes the transposed operands),
+- the first conv writes NHWC (its GEMM just takes the transposed operands),
 - the depthwise conv reads and writes NHWC (see ``kernels/_conv_layout.py`` for why that is faster),
 - the last pointwise conv reads NHWC and writes NCHW again.
 
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from onnxforge.runtime.fusion import FusionContext, StepSpec, _conv_weights, _readers, _sole_reader
-from onnxforge.runtime.kernels._conv_layout import depthwise_nhwc, pointwise_from_nhwc, pointwise_to_nhwc
+from onnxforge.runtime.kernels._conv_layout import conv_to_nhwc, depthwise_nhwc, pointwise_from_nhwc, pointwise_to_nhwc
 
 Weights = tuple[np.ndarray, np.ndarray | None]
 
@@ -42,13 +43,19 @@ def channels_last_chains(specs: list[StepSpec], ctx: FusionContext) -> list[Step
         if claimed.intersection((first, index, last)):
             continue
         before, after = _pointwise(specs[first], ctx), _pointwise(specs[last], ctx)
+        dense = None if before is not None else _dense(specs[first], ctx)
         channels = depthwise[0].shape[0]
-        if before is None or after is None or before[0].shape[0] != channels or after[0].shape[1] != channels:
+        produced = before or (dense[:2] if dense is not None else None)
+        if produced is None or after is None or produced[0].shape[0] != channels or after[0].shape[1] != channels:
             continue
         if specs[last].ins[0] != spec.outs[0] or specs[first].outs[0] != spec.ins[0]:
             continue
         w, b, strides, begins, ends = depthwise
-        specs[first].call = _call(pointwise_to_nhwc(*before, specs[first].activation))
+        if before is not None:
+            specs[first].call = _call(pointwise_to_nhwc(*before, specs[first].activation))
+        else:
+            assert dense is not None
+            specs[first].call = _call(conv_to_nhwc(*dense, specs[first].activation))
         spec.call = _call(depthwise_nhwc(w, b, strides, begins, ends, spec.activation))
         specs[last].call = _call(pointwise_from_nhwc(*after, specs[last].activation))
         claimed.update((first, index, last))
@@ -83,6 +90,30 @@ def _pointwise(spec: StepSpec, ctx: FusionContext) -> Weights | None:
     return weights
 
 
+def _dense(
+    spec: StepSpec, ctx: FusionContext
+) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int], tuple[int, int], tuple[int, int]] | None:
+    """A one-group 2-D conv with explicit pads and no dilation (an im2col conv that can write NHWC)."""
+    weights = _weights(spec, ctx)
+    if weights is None or int(spec.attrs.get("group", 1)) != 1 or weights[0].shape[2:] == (1, 1):
+        return None
+    geometry = _explicit_geometry(spec)
+    if geometry is None:
+        return None
+    return (*weights, *geometry)
+
+
+def _explicit_geometry(spec: StepSpec) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None:
+    """(strides, pad begins, pad ends) of a 2-D conv with explicit (or VALID) pads and no dilation."""
+    if spec.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "", "VALID") or _ints(spec, "dilations", 1) != [1, 1]:
+        return None
+    pads = [0, 0, 0, 0] if spec.attrs.get("auto_pad") == "VALID" else (list(spec.attrs.get("pads") or [0, 0, 0, 0]))
+    if len(pads) != 4:
+        return None
+    strides = _ints(spec, "strides", 1)
+    return (strides[0], strides[1]), (int(pads[0]), int(pads[1])), (int(pads[2]), int(pads[3]))
+
+
 def _depthwise(
     spec: StepSpec, ctx: FusionContext
 ) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int], tuple[int, int], tuple[int, int]] | None:
@@ -92,10 +123,7 @@ def _depthwise(
     w, b = weights
     if w.shape[1] != 1 or int(spec.attrs.get("group", 1)) != w.shape[0] or w.shape[0] < 2:
         return None
-    if spec.attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "", "VALID") or _ints(spec, "dilations", 1) != [1, 1]:
+    geometry = _explicit_geometry(spec)
+    if geometry is None:
         return None
-    pads = [0, 0, 0, 0] if spec.attrs.get("auto_pad") == "VALID" else (list(spec.attrs.get("pads") or [0, 0, 0, 0]))
-    if len(pads) != 4:
-        return None
-    strides = _ints(spec, "strides", 1)
-    return w, b, (strides[0], strides[1]), (int(pads[0]), int(pads[1])), (int(pads[2]), int(pads[3]))
+    return (w, b, *geometry)

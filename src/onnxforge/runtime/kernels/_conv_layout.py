@@ -22,6 +22,7 @@ import numpy as np
 
 from onnxforge._errors import InvalidArgument
 from onnxforge.runtime.kernels._depthwise import DepthwiseTaps, padded_image
+from onnxforge.runtime.kernels._spatial import pad_for_windows, strided_view
 from onnxforge.runtime.kernels.conv import _PARALLEL_MIN_MACS
 from onnxforge.runtime.threads import parallel, split, workers
 
@@ -96,6 +97,56 @@ def pointwise_from_nhwc(w: np.ndarray, b: np.ndarray | None, activation: Activat
         return y.reshape(n, m, h, width)
 
     return conv_pointwise_from_nhwc
+
+
+def conv_to_nhwc(
+    w: np.ndarray,
+    b: np.ndarray | None,
+    strides: tuple[int, int],
+    begins: tuple[int, int],
+    ends: tuple[int, int],
+    activation: Activation | None,
+) -> Conv:
+    """A dense (one group) 2-D conv, NCHW in, NHWC out: im2col bands of output rows multiplied as
+    ``cols^T (P x K) @ W^T (K x M)``, so the GEMM writes channels-last rows directly (a chain's first conv
+    that is not 1x1, like MobileNet's stem). The bias rides along as a weight row against a row of ones."""
+    m, c, kh, kw = w.shape
+    k_rows = c * kh * kw
+    bias = np.zeros(m, np.float32) if b is None else b.astype(np.float32)
+    w_t = np.ascontiguousarray(np.concatenate([w.reshape(m, k_rows), bias[:, None]], axis=1).T.astype(np.float32))
+    sh, sw = strides
+
+    def conv_to_nhwc_(x: np.ndarray) -> np.ndarray:
+        _check(x, c, 1, "Conv (channels-last output)")
+        n, _, h, width = x.shape
+        ho = (h + begins[0] + ends[0] - kh) // sh + 1
+        wo = (width + begins[1] + ends[1] - kw) // sw + 1
+        if ho < 1 or wo < 1:
+            raise InvalidArgument(f"Conv: input spatial shape {[h, width]} is too small for kernel {[kh, kw]}")
+        xp = pad_for_windows(x.astype(np.float32, copy=False), begins, (ho, wo), (kh, kw), strides, (1, 1))
+        sn, sc, sy, sx = xp.strides
+        windows = strided_view(xp, (n, c, kh, kw, ho, wo), (sn, sc, sy, sx, sy * sh, sx * sw))
+        y = np.empty((n, ho, wo, m), dtype=np.float32)
+        band = max(1, min(ho, _BAND_BYTES * 16 // max(1, (k_rows + 1) * wo * 4)))
+        parts = workers() if n * ho * wo * k_rows * m >= _PARALLEL_MIN_MACS else 1
+        if n * -(-ho // band) < parts:
+            band = max(1, -(-ho // parts))
+        jobs = [(i, r0, min(ho, r0 + band)) for i in range(n) for r0 in range(0, ho, band)]
+
+        def run(first: int, last: int) -> None:
+            for i, r0, r1 in jobs[first:last]:
+                cols = np.empty((k_rows + 1, (r1 - r0) * wo), dtype=np.float32)
+                cols[k_rows] = 1
+                np.copyto(cols[:k_rows].reshape(c, kh, kw, r1 - r0, wo), windows[i, :, :, :, r0:r1])
+                target = y[i, r0:r1].reshape((r1 - r0) * wo, m)
+                np.matmul(cols.T, w_t, out=target)
+                if activation is not None:
+                    activation(target)
+
+        parallel([lambda a=a, z=z: run(a, z) for a, z in split(len(jobs), parts)])
+        return y
+
+    return conv_to_nhwc_
 
 
 def depthwise_nhwc(
