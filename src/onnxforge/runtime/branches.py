@@ -19,7 +19,7 @@ free waits until the section ends, because another branch may still read the val
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,9 +116,10 @@ def _grow(
 
 
 def run_section(
-    section: Section, values: list[Any], on_error: Callable[[int, Exception], Exception]
+    section: Section, values: list[Any], execute: Callable[[list[Any], Iterable[tuple[int, Step]]], None]
 ) -> None:
-    """Run a section's branches on the run's intra-op threads, each step single-threaded."""
+    """Run a section's branches on the run's intra-op threads, each step single-threaded; ``execute`` is the
+    plan's step runner (it names the failing node in errors)."""
     parts: list[list[tuple[int, Step]]] = [[] for _ in range(max(1, min(workers(), len(section.branches))))]
     loads = [0] * len(parts)
     for branch_cost, branch in sorted(section.branches, key=lambda item: -item[0]):
@@ -128,18 +129,7 @@ def run_section(
 
     def run_part(part: list[tuple[int, Step]]) -> None:
         with single_threaded():
-            for index, (call, ins, outs, frees) in part:
-                try:
-                    result = call(*[values[i] for i in ins])
-                except Exception as exc:
-                    raise on_error(index, exc) from exc
-                if type(result) is tuple:
-                    for slot, item in zip(outs, result):
-                        values[slot] = item
-                else:
-                    values[outs[0]] = result
-                for slot in frees:
-                    values[slot] = None
+            execute(values, part)
 
     parallel([lambda part=part: run_part(part) for part in parts])
     for slot in section.deferred_frees:

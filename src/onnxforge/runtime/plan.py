@@ -16,7 +16,7 @@ import contextvars
 import functools
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -191,13 +191,17 @@ class Plan:
         if self.sections and stop is None:
             for section in self.sections:
                 self._run_steps(values, first, section.start)
-                branches.run_section(section, values, self._node_error)
+                branches.run_section(section, values, self._execute)
                 first = section.end
             stop = len(self.steps)
+        steps = self.steps if first == 0 and stop is None else self.steps[first:stop]
+        self._execute(values, enumerate(steps, first))
+
+    def _execute(self, values: list[Any], indexed_steps: Iterable[tuple[int, Step]]) -> None:
+        """Run ``(plan index, step)`` pairs in order: store each result, free what the step frees."""
         index = 0
         try:
-            steps = self.steps if first == 0 and stop is None else self.steps[first:stop]
-            for index, (call, ins, outs, frees) in enumerate(steps, first):  # noqa: B007 - read in except
+            for index, (call, ins, outs, frees) in indexed_steps:  # noqa: B007 - read in except
                 result = call(*[values[i] for i in ins])
                 if type(result) is tuple:
                     for slot, item in zip(outs, result):
