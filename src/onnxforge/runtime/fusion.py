@@ -132,6 +132,9 @@ def fuse(specs: list[StepSpec], ctx: FusionContext) -> list[StepSpec]:
     # In-place next: a later op+Relu merge then wraps the in-place call rather than losing it.
     _in_place(specs, ctx)
     specs = _fuse_pairs(specs, ctx)
+    from onnxforge.runtime.fusion_chain import fuse_elementwise_chains  # noqa: PLC0415 - it imports this module
+
+    specs = fuse_elementwise_chains(specs, ctx)
     from onnxforge.runtime.fusion_layout import channels_last_chains  # noqa: PLC0415 - it imports this module
 
     return channels_last_chains(specs, ctx)
