@@ -24,7 +24,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from onnxforge.bench import measure
 from onnxforge.bench.results import Config, Result, Row, SelfCheck, assemble, ratio_of
-from onnxforge.bench.suite import Case, CaseSpec, default_cache_dir, model_case, select
+from onnxforge.bench.suite import PROBE_NAME, Case, CaseSpec, default_cache_dir, model_case, select
 
 
 def _error(exc: BaseException) -> str:
@@ -71,7 +71,8 @@ class Harness:
     def bench(self, case: Case) -> list[Row]:
         rows = [Row(case.name, case.source, t, case.node_count) for t in self.threads]
         sessions: dict[tuple[str, int], Any] = {}
-        for engine in ("ort", "onnxforge"):
+        engines = ("ort", "onnxforge", measure.UNFUSED) if case.name == PROBE_NAME else ("ort", "onnxforge")
+        for engine in engines:
             for t in self.threads:
                 try:
                     sessions[engine, t] = measure.make_session(engine, case.path, t)
@@ -84,7 +85,7 @@ class Harness:
             self._status(f"{case.name} @ {row.threads} thread(s)")
             runners = {
                 e: measure.runner(sessions[e, row.threads], case.feeds)
-                for e in ("ort", "onnxforge")
+                for e in engines
                 if (e, row.threads) in sessions
             }
             try:
@@ -106,6 +107,8 @@ class Harness:
             row.onnxforge_ms = (
                 measure.median_ms(measure.flat(samples["onnxforge"])) if samples.get("onnxforge") else None
             )
+            if samples.get(measure.UNFUSED):
+                row.unfused_ms = measure.median_ms(measure.flat(samples[measure.UNFUSED]))
             if samples.get("ort") and samples.get("onnxforge"):
                 row.ratio = measure.paired_ratio(samples["onnxforge"], samples["ort"])
             if reference is not None and row.reference_status == "ok":

@@ -52,13 +52,19 @@ def real_onnxruntime() -> ModuleType:
     return onnxruntime
 
 
+# onnxforge without graph or plan optimizations: the dispatch probe's per-step cost, with no chain fusion.
+UNFUSED = "onnxforge-unfused"
+
+
 def make_session(engine: str, path: Path, threads: int) -> Any:
-    """An inference session of ``engine`` ('onnxforge' or 'ort') with ``threads`` intra-op threads."""
-    if engine == "onnxforge":
+    """An inference session of ``engine`` ('onnxforge', UNFUSED or 'ort') with ``threads`` intra-op threads."""
+    if engine in ("onnxforge", UNFUSED):
         import onnxforge
 
         options = onnxforge.SessionOptions()
         options.intra_op_num_threads = threads
+        if engine == UNFUSED:
+            options.graph_optimization_level = onnxforge.GraphOptimizationLevel.ORT_DISABLE_ALL
         return onnxforge.InferenceSession(str(path), options)
     if engine == "ort":
         ort = real_onnxruntime()

@@ -95,7 +95,8 @@ def summary_lines(result: Result) -> list[str]:
     for threads, per_node in result.dispatch_us_per_node.items():
         lines.append(
             f"dispatch overhead at {threads} thread(s): onnxforge {_num(per_node.get('onnxforge'))} µs/node, "
-            f"ORT {_num(per_node.get('ort'))} µs/node"
+            f"ORT {_num(per_node.get('ort'))} µs/node; onnxforge with plan fusion off (one step per node, "
+            f"ORT_DISABLE_ALL) {_num(per_node.get('onnxforge_unfused'))} µs/node"
         )
     for check in result.self_check:
         lines.append(

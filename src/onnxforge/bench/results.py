@@ -54,6 +54,8 @@ class Row:
     nodes: int = 0
     onnxforge_ms: float | None = None
     ort_ms: float | None = None
+    # The dispatch probe only: onnxforge with plan fusion off (ORT_DISABLE_ALL), one step per node.
+    unfused_ms: float | None = None
     ratio: float | None = None
     runs: dict[str, int] = field(default_factory=dict)
     reference_ms: float | None = None
@@ -105,7 +107,7 @@ def assemble(rows: list[Row], checks: list[SelfCheck], threads: list[int], confi
     dispatch: dict[int, dict[str, float | None]] = {}
     for row in rows:
         if row.model == PROBE_NAME and row.nodes:
-            per_node = {"onnxforge": row.onnxforge_ms, "ort": row.ort_ms}
+            per_node = {"onnxforge": row.onnxforge_ms, "ort": row.ort_ms, "onnxforge_unfused": row.unfused_ms}
             dispatch[row.threads] = {
                 k: (v * 1000.0 / row.nodes if v is not None else None) for k, v in per_node.items()
             }
