@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import onnx
 import onnx_ir as ir
@@ -36,7 +38,13 @@ _ORT_NAMES: dict[int, str] = {
 
 def np_dtype_for(elem_type: int | ir.DataType) -> np.dtype:
     """The NumPy dtype that holds an ONNX element type (strings are object arrays, as in onnx)."""
-    return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(int(elem_type)))
+    return _np_dtype(int(elem_type))
+
+
+@functools.cache
+def _np_dtype(elem_type: int) -> np.dtype:
+    # Cached: the passes and the plan ask once per value, and onnx's lookup builds a mapping each time.
+    return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
 
 
 def elem_type_name(elem_type: int | ir.DataType) -> str:

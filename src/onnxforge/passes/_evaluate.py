@@ -13,8 +13,8 @@ import numpy as np
 import onnx_ir as ir
 
 import onnxforge.runtime.kernels  # noqa: F401 - registers the built-in kernels
+from onnxforge.ir.arrays import tensor_array as tensor_to_numpy
 from onnxforge.ir.dtypes import np_dtype_for
-from onnxforge.passes._util import tensor_to_numpy
 from onnxforge.runtime.registry import REGISTRY
 
 
@@ -43,13 +43,18 @@ def has_kernel(node: ir.Node, opset: int) -> bool:
     return REGISTRY.resolve(node.domain, node.op_type, opset) is not None
 
 
-def evaluate(node: ir.Node, inputs: list[np.ndarray | None], opset: int) -> list[np.ndarray] | None:
-    """The node's outputs computed by its kernel, or None when there is no kernel or it fails."""
+def evaluate(
+    node: ir.Node, inputs: list[np.ndarray | None], opset: int, *, errors_ignored: bool = False
+) -> list[np.ndarray] | None:
+    """The node's outputs computed by its kernel, or None when there is no kernel or it fails.
+
+    ``errors_ignored``: the caller already runs under ``np.errstate(all="ignore")`` (entering it costs
+    more than evaluating a small node), so it is not entered again here."""
     kdef = REGISTRY.resolve(node.domain, node.op_type, opset)
     if kdef is None or "_outer" in kdef.context:
         return None
     kwargs: dict[str, Any] = {}
-    for name, attribute in node.attributes.items():
+    for name, attribute in node.attributes.data.items():  # the UserDict's dict: no Mapping lookup per item
         if attribute.is_ref() or attribute.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS):
             return None
         if name not in kdef.attributes and not kdef.accepts_any_attribute:
@@ -67,8 +72,11 @@ def evaluate(node: ir.Node, inputs: list[np.ndarray | None], opset: int) -> list
     while args and args[-1] is None:
         args.pop()
     try:
-        with np.errstate(all="ignore"):
+        if errors_ignored:
             result = kdef.fn(*args, **kwargs)
+        else:
+            with np.errstate(all="ignore"):
+                result = kdef.fn(*args, **kwargs)
     except Exception:  # the engine would raise at run time too; leave the node for it to report
         return None
     results = result if isinstance(result, tuple) else (result,)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 
+from onnxforge.ir.arrays import tensor_array
 from onnxforge.ir.dtypes import np_dtype_for
 from onnxforge.passes._gates import nodes_of
 
@@ -21,6 +22,7 @@ from onnxforge.passes._gates import nodes_of
 ABSORBED = "onnxforge.absorbed_nodes"
 # Slice ends at or beyond this are "to the end" whatever the dim is (exporters write INT32_MAX or INT64_MAX).
 SLICE_TO_END = 2**31 - 1
+_SUBGRAPH_KINDS = (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
 
 
 def all_nodes(model: ir.Model) -> list[ir.Node]:
@@ -44,11 +46,7 @@ def is_onnx_op(node: ir.Node, *op_types: str) -> bool:
 
 
 def tensor_to_numpy(tensor: ir.TensorProtocol) -> np.ndarray:
-    array = tensor.numpy()
-    if tensor.dtype == ir.DataType.STRING:  # the engine's kernels take str objects, as the plan feeds them
-        flat = [s.decode("utf-8") if isinstance(s, bytes) else s for s in array.ravel()]
-        return np.array(flat, dtype=object).reshape(array.shape)
-    return array
+    return tensor_array(tensor)  # decoded once per tensor (see onnxforge.ir.arrays)
 
 
 def const_tensor(value: ir.Value | None) -> ir.TensorProtocol | None:
@@ -95,11 +93,12 @@ def attr(node: ir.Node, name: str, default: Any = None) -> Any:
 
 
 def has_ref_attributes(node: ir.Node) -> bool:
-    return any(a.is_ref() for a in node.attributes.values())
+    # ``Attributes`` is a UserDict: its ``data`` dict iterates without a Mapping lookup per attribute.
+    return any(a.is_ref() for a in node.attributes.data.values())
 
 
 def has_subgraphs(node: ir.Node) -> bool:
-    return any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS) for a in node.attributes.values())
+    return any(a.type in _SUBGRAPH_KINDS for a in node.attributes.data.values())
 
 
 def static_dims(value: ir.Value | None) -> list[int] | None:

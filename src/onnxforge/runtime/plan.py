@@ -23,6 +23,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxforge._errors import Fail, InvalidGraph, NotImplemented, OnnxForgeError
+from onnxforge.ir.arrays import tensor_array
 from onnxforge.ir.dtypes import np_dtype_for
 from onnxforge.runtime import branches, fusion
 from onnxforge.runtime.fusion import FusionContext, NodeInfo, StepSpec
@@ -487,12 +488,7 @@ def _with_outer(call: Callable[..., Any], arity: int, captured: list[ir.Value]) 
 
 
 def _ir_tensor_numpy(tensor: ir.TensorProtocol) -> np.ndarray:
-    array = tensor.numpy()
-    if tensor.dtype == ir.DataType.STRING:
-        return np.array([s.decode("utf-8") if isinstance(s, bytes) else s for s in array.ravel()], dtype=object).reshape(
-            array.shape
-        )
-    return array
+    return tensor_array(tensor)  # decoded once per tensor, shared with the optimizer's reads
 
 
 def _forget_former_io(graph: ir.Graph) -> None:
