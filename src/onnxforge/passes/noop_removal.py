@@ -51,6 +51,9 @@ class RemoveNoOpsPass(ir.passes.InPlacePass):
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         opset = onnx_opset(model)
+        # id(constant array) -> (array, whether every element equals 0 / 1): graphs apply one shared constant
+        # in many nodes (a scale, an epsilon), and comparing it elementwise cost more than the rest of the test.
+        self._neutral_tests: dict[tuple[int, int], tuple[np.ndarray, bool]] = {}
         removed = 0
         for node in all_nodes(model):
             if not alive(node) or node.domain not in ("", "ai.onnx") or not node.inputs or not node.outputs:
@@ -119,8 +122,15 @@ class RemoveNoOpsPass(ir.passes.InPlacePass):
             return x if repeats is not None and all(r == 1 for r in repeats) else None
         return None
 
-    @staticmethod
-    def _neutral_operand(node: ir.Node) -> ir.Value | None:
+    def _is_neutral(self, constant: np.ndarray, neutral: int) -> bool:
+        key = (id(constant), neutral)
+        known = self._neutral_tests.get(key)
+        if known is None:
+            known = (constant, bool(np.all(constant == neutral)))  # the array is kept so its id stays its own
+            self._neutral_tests[key] = known
+        return known[1]
+
+    def _neutral_operand(self, node: ir.Node) -> ir.Value | None:
         if len(node.inputs) != 2 or node.inputs[0] is None or node.inputs[1] is None:
             return None
         neutral = _NEUTRAL[node.op_type]
@@ -130,7 +140,7 @@ class RemoveNoOpsPass(ir.passes.InPlacePass):
             constant = const_array(c)
             if constant is None or constant.dtype.kind not in "biuf" or x.dtype is None or x.dtype != node.outputs[0].dtype:
                 continue
-            if not np.all(constant == neutral):
+            if not self._is_neutral(constant, neutral):
                 continue
             if _broadcast_keeps_shape(x, constant):
                 return x

@@ -29,12 +29,12 @@ from onnx_ir.passes.common import (
     DeduplicateInitializersPass,
     InlinePass,
     RemoveUnusedFunctionsPass,
-    RemoveUnusedNodesPass,
     TopologicalSortPass,
 )
 
 from onnxforge.passes import _gates
 from onnxforge.passes.constant_folding import FoldConstantsPass
+from onnxforge.passes.dead_code import RemoveDeadCodePass
 from onnxforge.passes.fold_if import FoldConstantIfPass
 from onnxforge.passes.fuse_bn_affine import FuseBatchNormAffinePass
 from onnxforge.passes.fuse_conv_affine import FuseConvAffinePass
@@ -85,6 +85,9 @@ class PassSpec:
     # through ``install``, which copies them; node removal), so shape inference need not run again for them.
     # After any other change it runs again unless every value's shape is already static (_gates).
     keeps_shapes: bool = False
+    # Its changes make nothing unread that was read (dedup drops the duplicates it redirects itself), so a
+    # dead-code pass that had found nothing to do still finds nothing after them.
+    leaves_no_dead_code: bool = False
 
 
 def _ops(*names: str) -> frozenset[str]:
@@ -130,10 +133,10 @@ PASSES: tuple[PassSpec, ...] = (
         lambda o: InEverySubgraphPass(CommonSubexpressionEliminationPass(), RANDOM_OPS),
         worth_running=_gates.may_share_subexpressions,
     ),
-    PassSpec("remove_unused", "loop", BASIC, lambda o: RemoveUnusedNodesPass(), keeps_shapes=True),
-    PassSpec("dedup_initializers", "post", BASIC, lambda o: DeduplicateInitializersPass()),
+    PassSpec("remove_unused", "loop", BASIC, lambda o: RemoveDeadCodePass(), keeps_shapes=True),
+    PassSpec("dedup_initializers", "post", BASIC, lambda o: DeduplicateInitializersPass(), leaves_no_dead_code=True),
     PassSpec("remove_unused_functions", "post", BASIC, lambda o: RemoveUnusedFunctionsPass(), worth_running=lambda m: bool(m.functions)),
-    PassSpec("remove_unused", "post", BASIC, lambda o: RemoveUnusedNodesPass()),
+    PassSpec("remove_unused", "post", BASIC, lambda o: RemoveDeadCodePass()),
     PassSpec("topological_sort", "post", BASIC, lambda o: TopologicalSortPass(), worth_running=lambda m: not _gates.is_sorted(m)),
 )
 
@@ -253,6 +256,8 @@ class _ChangeTracker:
             shapes_were_inferred = self.settled.get("infer_shapes") == self.version - 1
             if spec is not None and shapes_were_inferred and (spec.keeps_shapes or _gates.shapes_complete(self.model)):
                 self.settled["infer_shapes"] = self.version
+            if spec is not None and spec.leaves_no_dead_code and self.settled.get("remove_unused") == self.version - 1:
+                self.settled["remove_unused"] = self.version
         if spec is not None and (not modified or spec.analysis):
             self.settled[spec.name] = self.version
 
