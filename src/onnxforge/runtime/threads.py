@@ -56,20 +56,23 @@ def blas_threads(count: int) -> Iterator[None]:
     :func:`matmul` blocks), each part a single-threaded BLAS call.
     """
     token = _WORKERS.set(count if count > 0 else _default_workers())
-    _single_blas_enter()
+    restore = []
+    for library in _blas_controllers():
+        threads = library.get_num_threads()
+        if threads != 1:
+            library.set_num_threads(1)
+            restore.append((library, threads))
     try:
         yield
     finally:
-        _single_blas_exit()
+        for library, threads in restore:
+            library.set_num_threads(threads)
         _WORKERS.reset(token)
 
 
-# threadpoolctl's limit() context re-reads every library's state on each entry (~25-50 us a run); the BLAS
-# libraries are found once, and concurrent or nested runs share one limit: the first in sets BLAS to one
-# thread, the last out restores what it found.
-_blas_lock = threading.Lock()
-_blas_users = 0
-_blas_restore: list[tuple[Any, int]] = []
+# threadpoolctl's limit() context re-reads every library's state on each entry (~25-50 us a run), so the
+# BLAS libraries are looked up once. (OpenBLAS 0.3.31 lets a thread other than the main one lower its thread
+# count but not raise it: a run from such a thread, as under limit(), leaves BLAS single-threaded after it.)
 _blas_libraries: list[Any] | None = None
 
 
@@ -78,29 +81,6 @@ def _blas_controllers() -> list[Any]:
     if _blas_libraries is None:
         _blas_libraries = [lib for lib in _get_controller().lib_controllers if lib.user_api == "blas"]
     return _blas_libraries
-
-
-def _single_blas_enter() -> None:
-    global _blas_users
-    with _blas_lock:
-        if _blas_users == 0:
-            _blas_restore.clear()
-            for library in _blas_controllers():
-                threads = library.get_num_threads()
-                if threads != 1:
-                    library.set_num_threads(1)
-                    _blas_restore.append((library, threads))
-        _blas_users += 1
-
-
-def _single_blas_exit() -> None:
-    global _blas_users
-    with _blas_lock:
-        _blas_users -= 1
-        if _blas_users == 0:
-            for library, threads in _blas_restore:
-                library.set_num_threads(threads)
-            _blas_restore.clear()
 
 
 @contextlib.contextmanager
