@@ -87,3 +87,23 @@ def test_initializers_that_are_inputs_are_not_constants() -> None:
     )
     result, modified = apply(model, FoldConstantsPass())
     assert not modified and ops(result)["Add"] == 1
+
+
+def _weight_model(reader: str) -> object:
+    """A ConstantOfShape weight (static [3] float) read by ``reader`` (Add, or Range, which reads values)."""
+    fill = helper.make_node("ConstantOfShape", ["shape"], ["w"], value=helper.make_tensor("v", F, [1], [0.5]))
+    if reader == "Add":
+        node = helper.make_node("Add", ["x", "w"], ["y"])
+        return make_model([fill, node], [tensor_info("x", F, [None, 3])], [tensor_info("y", F, [None, 3])], [init("shape", np.array([3], np.int64))])
+    nodes = [fill, helper.make_node("ReduceSum", ["w"], ["limit"], keepdims=0), helper.make_node("Range", ["zero", "limit", "one"], ["y"])]
+    inits = [init("shape", np.array([3], np.int64)), init("zero", np.float32(0)), init("one", np.float32(1))]
+    return make_model(nodes, [], [tensor_info("y", F, [None])], inits)
+
+
+def test_kept_shapes_reported_only_when_inference_could_learn_nothing() -> None:
+    fold = FoldConstantsPass()
+    apply(_weight_model("Add"), fold)
+    assert fold.kept_shapes  # a static float weight read by Add: its readers infer from its shape alone
+    fold = FoldConstantsPass()
+    _, modified = apply(_weight_model("Range"), fold)
+    assert modified and not fold.kept_shapes  # Range's output length depends on the folded values

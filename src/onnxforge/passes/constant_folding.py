@@ -51,12 +51,35 @@ NOT_FOLDED = frozenset(
 )
 
 
+# Ops whose shape inference reads a float input's values (sizes, scales, ranges, depths), not only its shape.
+_READ_FLOAT_DATA = frozenset({"Resize", "Upsample", "Range", "OneHot"})
+
+
+def _teaches_nothing(out: ir.Value, array: np.ndarray) -> bool:
+    """Whether onnx's shape inference, run again after ``out`` becomes the constant ``array``, would find
+    what it found before: ``out`` already had this static shape and element type, and no reader infers from
+    its values. Only floats qualify: onnx's data propagation carries integer shape vectors through Add,
+    Concat, Gather... (e.g. into a Reshape), and the ops that read float values are known."""
+    if array.dtype.kind != "f" or np_dtype(out) != array.dtype or out.shape is None:
+        return False
+    if tuple(out.shape) != array.shape or not all(type(dim) is int for dim in out.shape):
+        return False
+    for use in out.uses():
+        reader = use.node
+        if reader.domain not in ("", "ai.onnx") or reader.op_type in _READ_FLOAT_DATA or has_subgraphs(reader):
+            return False
+    return True
+
+
 class FoldConstantsPass(ir.passes.InPlacePass):
     """Evaluate all-constant nodes with onnxforge kernels and store their outputs as initializers."""
 
     def __init__(self, size_limit: int | None = None) -> None:
         super().__init__()
         self.size_limit = size_limit
+        # After a run: every fold left shape inference nothing new to find (see _teaches_nothing), so the
+        # pipeline need not run it again for this pass's changes.
+        self.kept_shapes = True
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         names = Names(model)
@@ -95,6 +118,8 @@ class FoldConstantsPass(ir.passes.InPlacePass):
                 return False
             if self.size_limit is not None and array.nbytes > self.size_limit:
                 return False
+        if self.kept_shapes and not all(_teaches_nothing(out, array) for out, array in zip(node.outputs, results)):
+            self.kept_shapes = False
         for out, array in zip(node.outputs, results):
             if out.uses() or out.is_graph_output():
                 replace_with_constant(out, array, names)

@@ -83,7 +83,8 @@ class PassSpec:
     worth_running: Callable[[ir.Model], bool] = lambda model: True
     # Its changes leave every value's inferred type and shape valid and give new values theirs (fusions
     # through ``install``, which copies them; node removal), so shape inference need not run again for them.
-    # After any other change it runs again unless every value's shape is already static (_gates).
+    # After any other change it runs again unless every value's shape is already static (_gates), or the pass
+    # reports ``kept_shapes = True`` after its run (constant folding, when no fold can teach inference more).
     keeps_shapes: bool = False
     # Its changes make nothing unread that was read (dedup drops the duplicates it redirects itself), so a
     # dead-code pass that had found nothing to do still finds nothing after them.
@@ -198,8 +199,9 @@ def run_passes(
         for spec in spec_list:
             if not tracker.should_run(spec):
                 continue
-            modified = _run_one(spec.name, spec.make(options), model)
-            tracker.ran(spec, modified)
+            pass_ = spec.make(options)
+            modified = _run_one(spec.name, pass_, model)
+            tracker.ran(spec, modified, kept_shapes=spec.keeps_shapes or getattr(pass_, "kept_shapes", False))
             if not modified:
                 continue
             if spec.name not in result.touched:
@@ -250,11 +252,13 @@ class _ChangeTracker:
                 return False
         return spec.worth_running(self.model)
 
-    def ran(self, spec: PassSpec | None, modified: bool) -> None:
+    def ran(self, spec: PassSpec | None, modified: bool, kept_shapes: bool = False) -> None:
+        """``kept_shapes``: the pass's changes, this time, left inferred shapes as shape inference would find
+        them (its spec's ``keeps_shapes``, or the pass's own ``kept_shapes`` report after the run)."""
         if modified:
             self.version += 1
             shapes_were_inferred = self.settled.get("infer_shapes") == self.version - 1
-            if spec is not None and shapes_were_inferred and (spec.keeps_shapes or _gates.shapes_complete(self.model)):
+            if spec is not None and shapes_were_inferred and (kept_shapes or _gates.shapes_complete(self.model)):
                 self.settled["infer_shapes"] = self.version
             if spec is not None and spec.leaves_no_dead_code and self.settled.get("remove_unused") == self.version - 1:
                 self.settled["remove_unused"] = self.version
