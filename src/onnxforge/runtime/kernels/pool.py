@@ -18,6 +18,7 @@ from collections.abc import Callable
 import numpy as np
 
 from onnxforge._errors import InvalidArgument
+from onnxforge.runtime.kernels._pool_matrix import prepare_average_pool
 from onnxforge.runtime.kernels._spatial import (
     compute_dtype,
     pad_for_windows,
@@ -240,7 +241,7 @@ def _sum_pool(
     return y if y.dtype == x.dtype else y.astype(x.dtype)
 
 
-@kernel("AveragePool", since=1)
+@kernel("AveragePool", since=1, prepare=lambda constants, **attrs: prepare_average_pool(AveragePool_1, attrs))
 def AveragePool_1(
     X: np.ndarray,
     *,
@@ -261,7 +262,7 @@ def AveragePool_1(
     )
 
 
-@kernel("AveragePool", since=7)
+@kernel("AveragePool", since=7, prepare=lambda constants, **attrs: prepare_average_pool(AveragePool_7, attrs))
 def AveragePool_7(
     X: np.ndarray,
     *,
@@ -283,7 +284,7 @@ def AveragePool_7(
     )
 
 
-@kernel("AveragePool", since=10)
+@kernel("AveragePool", since=10, prepare=lambda constants, **attrs: prepare_average_pool(AveragePool_10, attrs))
 def AveragePool_10(
     X: np.ndarray,
     *,
@@ -306,7 +307,7 @@ def AveragePool_10(
     )
 
 
-@kernel("AveragePool", since=19)
+@kernel("AveragePool", since=19, prepare=lambda constants, **attrs: prepare_average_pool(AveragePool_19, attrs))
 def AveragePool_19(
     X: np.ndarray,
     *,

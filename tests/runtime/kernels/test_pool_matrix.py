@@ -1,0 +1,81 @@
+"""2-D AveragePool by matrix products (kernels/_pool_matrix.py) against the direct separable kernel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from onnxforge.runtime.kernels import _pool_matrix
+from onnxforge.runtime.kernels.pool import AveragePool_19, _sum_pool
+
+RNG = np.random.default_rng(5)
+
+
+def _direct(x: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
+    full = {"auto_pad": "NOTSET", "ceil_mode": 0, "count_include_pad": 0, "dilations": None, "pads": None, "strides": None}
+    return _sum_pool(x, **{**full, **attrs})
+
+
+GEOMETRIES = [
+    {"kernel_shape": [3, 3], "strides": [1, 1], "pads": [1, 1, 1, 1]},
+    {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "count_include_pad": 1},
+    {"kernel_shape": [2, 3], "strides": [2, 1], "pads": [0, 1, 1, 0], "ceil_mode": 1},
+    {"kernel_shape": [3, 2], "strides": [2, 3], "dilations": [2, 1], "pads": [2, 0, 1, 1]},
+    {"kernel_shape": [3, 3], "strides": [2, 2], "auto_pad": "SAME_LOWER"},
+    {"kernel_shape": [7, 7]},
+]
+
+
+@pytest.mark.parametrize("side", [7, 20])  # one merged GEMM (small image), two products (larger)
+@pytest.mark.parametrize("attrs", GEOMETRIES)
+def test_matrix_averages_equal_the_direct_kernel(attrs: dict[str, Any], side: int) -> None:
+    call = _pool_matrix.prepare_average_pool(AveragePool_19, attrs)
+    assert call is not None
+    for dtype in (np.float32, np.float64):
+        x = RNG.standard_normal((2, 3, side, side + 1)).astype(dtype)
+        got, want = call(x), _direct(x, attrs)
+        assert got.dtype == dtype and got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
+
+
+def test_both_paths_are_taken() -> None:
+    attrs = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}
+    small = _pool_matrix._Products((1, 2, 7, 7), np.dtype(np.float32), attrs)
+    large = _pool_matrix._Products((1, 2, 20, 20), np.dtype(np.float32), attrs)
+    assert small.merged is not None and small.merged.shape == (49, 49)
+    assert large.merged is None and large.rows.shape == (20, 20)
+
+
+@pytest.mark.parametrize("side", [7, 20])
+def test_infinite_and_nan_inputs_average_like_the_direct_kernel(side: int) -> None:
+    attrs = {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}
+    call = _pool_matrix.prepare_average_pool(AveragePool_19, attrs)
+    assert call is not None
+    x = RNG.standard_normal((1, 2, side, side)).astype(np.float32)
+    x[0, 0, 0, 0] = np.inf
+    x[0, 1, side - 1, side - 1] = np.nan
+    got, want = call(x), _direct(x, attrs)
+    # Only the windows that hold the inf (or the NaN) are non-finite, as in the direct sum.
+    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
+    assert np.isinf(got[0, 0, 0, 0]) and np.isnan(got[0, 1, -1, -1])
+    np.testing.assert_allclose(got[np.isfinite(want)], want[np.isfinite(want)], rtol=1e-5, atol=1e-6)
+
+
+def test_other_ranks_and_dtypes_use_the_direct_kernel() -> None:
+    assert _pool_matrix.prepare_average_pool(AveragePool_19, {"kernel_shape": [3]}) is None
+    call = _pool_matrix.prepare_average_pool(AveragePool_19, {"kernel_shape": [2, 2]})
+    assert call is not None
+    x = RNG.standard_normal((1, 1, 4, 4)).astype(np.float16)
+    got = call(x)
+    assert got.dtype == np.float16
+    np.testing.assert_array_equal(got, _direct(x, {"kernel_shape": [2, 2]}))
+
+
+def test_a_window_wholly_in_the_padding_averages_to_zero() -> None:
+    matrix = _pool_matrix.averaging_matrix(3, 4, 0, 3, 2, 2, 1, False, np.dtype(np.float32))
+    # Output 0 reads padded positions -4, -3 only: an empty row; output 2 reads input 0 and 1.
+    assert matrix.shape == (3, 3)
+    np.testing.assert_array_equal(matrix[0], 0)
+    np.testing.assert_allclose(matrix[2], [0.5, 0.5, 0])
