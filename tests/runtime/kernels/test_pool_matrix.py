@@ -79,3 +79,39 @@ def test_a_window_wholly_in_the_padding_averages_to_zero() -> None:
     assert matrix.shape == (3, 3)
     np.testing.assert_array_equal(matrix[0], 0)
     np.testing.assert_allclose(matrix[2], [0.5, 0.5, 0])
+
+
+MAX_GEOMETRIES = [
+    ((3, 3), (2, 2), (1, 1), (1, 1, 1, 1), 0),
+    ((3, 2), (1, 3), (2, 1), (2, 0, 0, 1), 0),
+    ((2, 2), (2, 2), (1, 1), (0, 0, 0, 0), 1),
+    ((3, 3), (3, 2), (1, 2), (0, 1, 2, 1), 1),
+]
+
+
+@pytest.mark.parametrize(("kernel", "strides", "dilations", "pads", "ceil_mode"), MAX_GEOMETRIES)
+def test_maxpool_without_padding_copies_equals_the_padded_kernel(
+    kernel: tuple[int, int], strides: tuple[int, int], dilations: tuple[int, int], pads: tuple[int, ...], ceil_mode: int
+) -> None:
+    from onnxforge.runtime.kernels import _pool_windows, pool
+    from onnxforge.runtime.kernels._spatial import pad_for_windows, pool_geometry
+
+    for dtype in (np.float32, np.int8):
+        x = (RNG.standard_normal((2, 3, 9, 10)) * 50).astype(dtype)
+        x[0, 0, 0, :3] = -np.inf if dtype == np.float32 else -128  # a border minimum must not leak a pad value
+        begins, _, out = pool_geometry("NOTSET", (9, 10), kernel, strides, dilations, pads, ceil_mode)
+        got = _pool_windows.max_windows_unpadded(x, kernel, strides, dilations, begins, out)
+        low = -np.inf if dtype == np.float32 else -128
+        padded = pad_for_windows(x, begins, out, kernel, strides, dilations, low)
+        want = pool._reduce_windows(padded, kernel, strides, dilations, out, np.maximum)
+        assert got is not None and got.dtype == dtype
+        np.testing.assert_array_equal(got, want)
+        assert not np.shares_memory(got, x)
+
+
+def test_maxpool_pads_when_a_window_lies_wholly_in_the_padding() -> None:
+    from onnxforge.runtime.kernels import _pool_windows
+
+    x = RNG.standard_normal((1, 1, 4, 4)).astype(np.float32)
+    # begin pad 3 with a 2-wide kernel and stride 2: output 0 reads positions -3 and -2 only.
+    assert _pool_windows.max_windows_unpadded(x, (2, 2), (2, 2), (1, 1), (3, 0), (3, 2)) is None

@@ -19,6 +19,7 @@ import numpy as np
 
 from onnxforge._errors import InvalidArgument
 from onnxforge.runtime.kernels._pool_matrix import prepare_average_pool
+from onnxforge.runtime.kernels._pool_windows import max_windows_unpadded
 from onnxforge.runtime.kernels._spatial import (
     compute_dtype,
     pad_for_windows,
@@ -90,10 +91,12 @@ def _max_pool(
     k, s, d, begins, _, out = _geometry(x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
     # ml_dtypes (bfloat16) arrays reduce through float32; max is exact in any wider type.
     xc = x if x.dtype.kind in "fiu" else x.astype(np.float32)
-    xp = pad_for_windows(xc, begins, out, k, s, d, _lowest(xc.dtype))
     if not with_indices:
-        y = _reduce_windows(xp, k, s, d, out, np.maximum)
+        y = max_windows_unpadded(xc, k, s, d, begins, out)
+        if y is None:
+            y = _reduce_windows(pad_for_windows(xc, begins, out, k, s, d, _lowest(xc.dtype)), k, s, d, out, np.maximum)
         return y if y.dtype == x.dtype else y.astype(x.dtype)
+    xp = pad_for_windows(xc, begins, out, k, s, d, _lowest(xc.dtype))
     best: np.ndarray | None = None
     which = np.zeros((*x.shape[:2], *out), dtype=np.int64)
     offsets = list(itertools.product(*(range(ki) for ki in k)))
