@@ -17,7 +17,7 @@ import numpy as np
 def _covered(n: int, begin: int, out: int, s: int, position: int) -> tuple[int, int]:
     """The outputs ``[lo, hi)`` whose window position ``o * s + position - begin`` lies in ``[0, n)``."""
     offset = position - begin
-    lo = max(0, -(-(-offset) // s))
+    lo = max(0, -(offset // s))  # ceil(-offset / s)
     hi = min(out, (n - 1 - offset) // s + 1) if n - 1 - offset >= 0 else 0
     return lo, max(lo, hi)
 
