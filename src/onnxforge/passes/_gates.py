@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import onnx_ir as ir
 
+from onnxforge.ir import order
+
 _SUBGRAPH_KINDS = (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
 
 
@@ -66,23 +68,7 @@ def _duplicate_keys(graph: ir.Graph) -> bool:
 
 def is_sorted(model: ir.Model) -> bool:
     """True when every graph's nodes already come after the producers of the values they read."""
-    return _sorted_from(model.graph, set())
-
-
-def _sorted_from(graph: ir.Graph, done: set[ir.Node]) -> bool:
-    for node in graph:
-        for value in node.inputs:
-            if value is None:
-                continue
-            producer = value.producer()
-            if producer is not None and producer not in done:
-                return False
-        if node.attributes:
-            # A subgraph may read values of any enclosing graph: those must be produced before this node.
-            if any(not _sorted_from(sub, done) for sub in subgraphs_of(node)):
-                return False
-        done.add(node)
-    return True
+    return order.is_sorted(model.graph)
 
 
 def shapes_complete(model: ir.Model) -> bool:
