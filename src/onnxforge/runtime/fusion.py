@@ -129,6 +129,9 @@ def fuse(specs: list[StepSpec], ctx: FusionContext) -> list[StepSpec]:
     from onnxforge.runtime.fusion_transformer import fuse_transformer  # noqa: PLC0415 - it imports this module
 
     specs = fuse_transformer(specs, ctx)
+    from onnxforge.runtime.fusion_preact import fold_preactivations  # noqa: PLC0415 - it imports this module
+
+    specs = fold_preactivations(specs, ctx)
     # In-place next: a later op+Relu merge then wraps the in-place call rather than losing it.
     _in_place(specs, ctx)
     specs = _fuse_pairs(specs, ctx)
