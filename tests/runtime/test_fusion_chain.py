@@ -6,6 +6,8 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxforge import InferenceSession
@@ -103,3 +105,27 @@ def test_errors_and_profiles_name_every_node_of_the_chain() -> None:
     fused = _plan(model, optimize=True)
     names = {fused.infos[0].name, *(info.name for info in fused.infos[0].fused)}
     assert {"n0", "n1", "n2"} <= names
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.sampled_from(["Add", "Sub", "Mul", "Div", "rAdd", "rSub", "rMul", "rDiv", "Relu"]), min_size=1, max_size=8),
+    st.sampled_from([(), (1,), (4,), (3, 1), (3, 4), (1, 3, 4), (2, 3, 4)]),
+    st.sampled_from([(4,), (3, 4), (2, 3, 4), (5, 2, 3, 4)]),
+    st.sampled_from([TensorProto.FLOAT, TensorProto.DOUBLE]),
+)
+def test_random_chains_give_the_unfused_values(
+    ops: list[str], const_shape: tuple[int, ...], x_shape: tuple[int, ...], dtype: int
+) -> None:
+    model = _chain_model(ops, const_shape, dtype)
+    fused, plain = _plan(model, optimize=True), _plan(model, optimize=False)
+    x = RNG.uniform(0.5, 2.0, x_shape).astype(helper.tensor_dtype_to_np_dtype(dtype))
+    try:
+        want = plain.run([x])
+    except OnnxForgeError as error:  # shapes that do not broadcast fail alike
+        with pytest.raises(type(error)):
+            fused.run([x])
+        return
+    got = fused.run([x])
+    assert got[0].dtype == want[0].dtype and got[0].shape == want[0].shape
+    np.testing.assert_array_equal(got[0], want[0])

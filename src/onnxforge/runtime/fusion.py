@@ -62,9 +62,15 @@ class NodeInfo:
             return own
         return own + " fused with " + ", ".join(f"'{i.name}' ({i.op_type})" for i in self.fused)
 
-    def merged(self, other: NodeInfo) -> NodeInfo:
+    def merged(self, *others: NodeInfo) -> NodeInfo:
+        """This node's info, also covering ``others`` (and whatever they cover), in one pass: merging a long
+        chain one by one would copy the growing tuple each time."""
         info = NodeInfo(self.name, self.op_type, self.domain, self.opset)
-        info.fused = (*self.fused, other, *other.fused)
+        fused = list(self.fused)
+        for other in others:
+            fused.append(other)
+            fused.extend(other.fused)
+        info.fused = tuple(fused)
         return info
 
 

@@ -46,9 +46,7 @@ def fuse_elementwise_chains(specs: list[StepSpec], ctx: FusionContext) -> list[S
         members, links, dtype = _chain_from(index, specs, readers, ctx)
         if len(links) < _MIN_CHAIN or dtype is None:
             continue
-        info = head.info
-        for member in members:
-            info = info.merged(specs[member].info)
+        info = head.info.merged(*(specs[member].info for member in members))
         steps = [head.call] + [specs[member].call for member in members]
         last = specs[members[-1]]
         replaced[index] = StepSpec(_chain_call(steps, links, dtype), info, list(head.ins), last.outs, head.kdef, head.attrs)
