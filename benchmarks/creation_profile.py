@@ -28,7 +28,8 @@ def model_paths(names: list[str], cache_dir: Path) -> dict[str, Path]:
     paths: dict[str, Path] = {}
     for spec in suite.select(names or None):
         if spec.source == "onnx-light":
-            paths[spec.name] = suite.LIGHT_DIR / f"light_{spec.name}.onnx"
+            # The suite's copy with random weights (what make bench times), not onnx's constant fills.
+            paths[spec.name] = suite.randomized_light_model(spec.name, cache_dir)
         elif spec.source == "torch":
             path = torch_models.cache_path(spec.name, cache_dir)
             if path.is_file():
