@@ -37,6 +37,7 @@ from onnxforge.runtime.fusion import (
     _readers,
     _sole_reader,
 )
+from onnxforge.runtime.kernels._relu import relu_into
 
 
 def fold_preactivations(specs: list[StepSpec], ctx: FusionContext) -> list[StepSpec]:
@@ -118,7 +119,7 @@ def _threshold_call(
             if shifted:
                 return np.maximum(x, threshold)
             z = np.subtract(x, threshold)
-            return np.maximum(z, 0, out=z)
+            return relu_into(z)
         # Anything else gets the BN's own checks and errors; a result must still be what the Conv expects.
         z = np.maximum(batch_norm(x, *params), 0) / a
         return z + threshold if shifted else z

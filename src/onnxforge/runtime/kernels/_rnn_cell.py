@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from onnxforge._errors import InvalidArgument
+from onnxforge.runtime.kernels._relu import zeros_like
 
 InPlace = Callable[[np.ndarray, np.ndarray], None]
 # step(x_t, h_prev, h_out): the cell's update for one step; H_t goes to h_out, any other state (LSTM's C)
@@ -54,7 +55,7 @@ def _tanh(x: np.ndarray, out: np.ndarray) -> None:
 
 
 def _relu(x: np.ndarray, out: np.ndarray) -> None:
-    np.maximum(x, 0, out=out)
+    np.maximum(x, zeros_like(x) if x.size >= 4096 and x.dtype == out.dtype else x.dtype.type(0), out=out)
 
 
 def _out_of_place(fn: Callable[[np.ndarray, float, float], np.ndarray], alpha: float, beta: float) -> InPlace:

@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from onnxforge._errors import InvalidArgument
+from onnxforge.runtime.kernels._relu import relu
 from onnxforge.runtime.kernels.elementwise import as_array
 from onnxforge.runtime.kernels.math_unary import erf
 from onnxforge.runtime.registry import kernel
@@ -61,9 +62,8 @@ def _negative_part_times(x: np.ndarray, factor: object) -> np.ndarray:
 
 @kernel("Relu", since=1)
 def Relu(x: np.ndarray, *, consumed_inputs: list[int] | None = None) -> np.ndarray:
-    if x.dtype.kind == "f" and x.size >= 4096:
-        # np.clip with both bounds is ~3x faster than np.maximum against a scalar on large float arrays.
-        return np.clip(x, x.dtype.type(0), x.dtype.type(np.inf))
+    if x.dtype.kind == "f":
+        return as_array(relu(x))  # see _relu.py: a faster np.maximum than against a scalar
     return as_array(np.maximum(x, x.dtype.type(0)))
 
 
