@@ -115,3 +115,21 @@ def test_maxpool_pads_when_a_window_lies_wholly_in_the_padding() -> None:
     x = RNG.standard_normal((1, 1, 4, 4)).astype(np.float32)
     # begin pad 3 with a 2-wide kernel and stride 2: output 0 reads positions -3 and -2 only.
     assert _pool_windows.max_windows_unpadded(x, (2, 2), (2, 2), (1, 1), (3, 0), (3, 2)) is None
+
+
+@pytest.mark.parametrize(("kernel", "strides", "dilations", "pads", "ceil_mode"), MAX_GEOMETRIES)
+def test_maxpool_split_across_threads_equals_one_thread(
+    kernel: tuple[int, int], strides: tuple[int, int], dilations: tuple[int, int], pads: tuple[int, ...], ceil_mode: int
+) -> None:
+    from onnxforge.runtime.kernels import _pool_windows
+    from onnxforge.runtime.kernels._spatial import pool_geometry
+    from onnxforge.runtime.threads import blas_threads
+
+    x = RNG.standard_normal((2, 7, 80, 91)).astype(np.float32)  # 7 channels: unequal halves
+    begins, _, out = pool_geometry("NOTSET", (80, 91), kernel, strides, dilations, pads, ceil_mode)
+    one = _pool_windows.max_windows_unpadded(x, kernel, strides, dilations, begins, out)
+    assert one is not None and x.size >= _pool_windows._PARALLEL_MIN_SIZE
+    with blas_threads(2):
+        two = _pool_windows.max_windows_unpadded(x, kernel, strides, dilations, begins, out)
+    assert two is not None and two.shape == (2, 7, *out) and two.dtype == np.float32
+    np.testing.assert_array_equal(two, one)
