@@ -7,7 +7,15 @@ import threading
 import numpy as np
 import pytest
 
-from onnxforge.runtime.threads import blas_threads, current_blas_threads, matmul, parallel, split, workers
+from onnxforge.runtime.threads import (
+    blas_takes_the_threads,
+    blas_threads,
+    current_blas_threads,
+    matmul,
+    parallel,
+    split,
+    workers,
+)
 
 
 @pytest.mark.parametrize(
@@ -93,7 +101,6 @@ def test_matmul_split_across_threads_matches_numpy(a_shape: tuple[int, ...], b_s
     np.testing.assert_allclose(got, np.matmul(a, b), rtol=1e-5, atol=1e-4)
 
 
-
 def test_nested_runs_restore_the_blas_threads_they_found() -> None:
     from threadpoolctl import threadpool_limits
 
@@ -105,3 +112,22 @@ def test_nested_runs_restore_the_blas_threads_they_found() -> None:
                 assert current_blas_threads() == 1
             assert current_blas_threads() == 1
         assert current_blas_threads() == 2
+
+
+def test_blas_takes_the_threads_inside_a_run_and_gives_them_back() -> None:
+    """The RNN loop's mode: BLAS at the run's thread count, kernels unsplit; one BLAS thread again after."""
+    seen: list[tuple[int, int]] = []
+
+    def probe() -> None:  # a thread other than the main one may not raise OpenBLAS's count
+        with blas_threads(2):
+            assert current_blas_threads() == 1
+            with blas_takes_the_threads():
+                seen.append((workers(), current_blas_threads()))
+            seen.append((workers(), current_blas_threads()))
+        with blas_takes_the_threads():  # outside a run: nothing to change
+            seen.append((workers(), current_blas_threads()))
+
+    before = current_blas_threads()
+    probe()
+    assert seen == [(1, 2), (2, 1), (1, before)]
+    assert current_blas_threads() == before

@@ -84,6 +84,34 @@ def _blas_controllers() -> list[Any]:
 
 
 @contextlib.contextmanager
+def blas_takes_the_threads() -> Iterator[None]:
+    """Inside a run's block, BLAS itself uses the run's intra-op threads and kernels do not split their work.
+
+    For a latency-bound chain of small products that cannot be split into parts worth a hand-off (an RNN's
+    per-step ``H @ R``, M = batch): OpenBLAS splits each product on its own, spin-waiting threads. In a
+    whole run that spinning costs the other kernels their core (see :func:`blas_threads`), but through one
+    kernel's loop of back-to-back GEMMs there is nothing else to run. lstm_b8 at 2 threads, in-process A/B:
+    0.83x the time of a single BLAS thread. Outside a run (one worker) this changes nothing. OpenBLAS ignores
+    a raise from a thread other than the main one, which then keeps one BLAS thread.
+    """
+    count = workers()
+    token = _WORKERS.set(1)
+    restore = []
+    if count > 1:
+        for library in _blas_controllers():
+            threads = library.get_num_threads()
+            if threads != count:
+                library.set_num_threads(count)
+                restore.append((library, threads))
+    try:
+        yield
+    finally:
+        for library, threads in restore:
+            library.set_num_threads(threads)
+        _WORKERS.reset(token)
+
+
+@contextlib.contextmanager
 def single_threaded() -> Iterator[None]:
     """Inside the block, kernels in this thread do not split their work (:func:`workers` is 1)."""
     token = _WORKERS.set(1)

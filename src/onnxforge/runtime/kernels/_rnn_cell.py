@@ -14,12 +14,12 @@ Speed rules (the recurrence is latency-bound: ~100s of tiny steps, each one smal
 - ``R^T`` is packed once per node (``prepare``, when W and R are constant), never per run.
 - Activations run in place and ``H_t`` goes straight into its slot of Y, which is then read as the next
   step's ``H_{t-1}``: no allocation and no copy per step.
-- The whole run uses ONE BLAS thread, whatever the session allows. The per-step GEMM (M = batch) is too
-  small to split: the handoff costs more than it saves. The projection GEMM would gain from a second thread
-  on an idle machine, but OpenBLAS's workers then spin-wait through the loop that follows, and on a busy
-  2-core machine they take the core the loop needs: measured on lstm_b8 at 2 threads on a loaded machine,
-  2-thread projections made the whole run ~2x slower (180-200 ms vs 80-90 ms), 2-thread per-step GEMMs
-  3-5x slower.
+- The per-step GEMM (M = batch) is too small to split into parts of our own pool: the hand-off costs
+  more than it saves, and parallel hidden slices serialize on the GIL (1.28x slower). Instead the whole
+  call lets OpenBLAS use the run's intra-op threads (``threads.blas_takes_the_threads``): through a loop of
+  back-to-back GEMMs its spinning helper threads have no other kernel to starve. lstm_b8 at 2 threads,
+  in-process A/B: 0.83x the time with one BLAS thread. (An earlier measurement on a heavily loaded machine
+  saw the opposite, 2x slower; on the usual shared 2-core machine the A/B above holds.)
 
 Activations here have the form ``act(x, out)``: ``out = act(x)`` element-wise, ``out`` may be ``x``.
 """

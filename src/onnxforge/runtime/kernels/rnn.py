@@ -45,7 +45,7 @@ from onnxforge._errors import InvalidArgument
 from onnxforge.runtime.kernels._rnn_cell import Cell, InPlace, Packed, Run, activations, clipped, compute_dtype
 from onnxforge.runtime.kernels._rnn_steps import LSTM_EXP_SCALE, LSTM_ORDER, gru_cell, lstm_cell, rnn_cell
 from onnxforge.runtime.registry import kernel
-from onnxforge.runtime.threads import blas_threads
+from onnxforge.runtime.threads import blas_takes_the_threads
 
 
 def _num_directions(direction: str) -> int:
@@ -99,7 +99,7 @@ def _drive(
 ) -> Any:
     h0 = run.initial(initial_h)
     cells = [make_cell(d) for d in range(run.packed.num_directions)]
-    with blas_threads(1):  # one BLAS thread for the whole run: see _rnn_cell's docstring
+    with blas_takes_the_threads():  # see _rnn_cell's docstring
         finals = run.loop(run.project(bias), cells, h0)
     return run.outputs([[h, *cell.extra] for h, cell in zip(finals, cells)], num_outputs)
 
