@@ -55,12 +55,20 @@ def blas_threads(count: int) -> Iterator[None]:
     run was slower than at 1 thread. So big products are split by the kernels themselves (conv bands,
     :func:`matmul` blocks), each part a single-threaded BLAS call.
     """
-    token = _WORKERS.set(count if count > 0 else _default_workers())
+    with _workers_and_blas(count if count > 0 else _default_workers(), blas=1):
+        yield
+
+
+@contextlib.contextmanager
+def _workers_and_blas(parts: int, blas: int | None) -> Iterator[None]:
+    """Inside the block, kernels split into ``parts`` parts and every BLAS library uses ``blas`` threads
+    (``None``: as it is); afterwards both are as they were."""
+    token = _WORKERS.set(parts)
     restore = []
-    for library in _blas_controllers():
+    for library in _blas_controllers() if blas is not None else ():
         threads = library.get_num_threads()
-        if threads != 1:
-            library.set_num_threads(1)
+        if threads != blas:
+            library.set_num_threads(blas)
             restore.append((library, threads))
     try:
         yield
@@ -95,20 +103,8 @@ def blas_takes_the_threads() -> Iterator[None]:
     a raise from a thread other than the main one, which then keeps one BLAS thread.
     """
     count = workers()
-    token = _WORKERS.set(1)
-    restore = []
-    if count > 1:
-        for library in _blas_controllers():
-            threads = library.get_num_threads()
-            if threads != count:
-                library.set_num_threads(count)
-                restore.append((library, threads))
-    try:
+    with _workers_and_blas(1, blas=count if count > 1 else None):
         yield
-    finally:
-        for library, threads in restore:
-            library.set_num_threads(threads)
-        _WORKERS.reset(token)
 
 
 @contextlib.contextmanager
