@@ -8,7 +8,8 @@
   hands them to :func:`parallel`, which runs them on that many threads at once. NumPy releases the GIL
   inside its loops and BLAS calls, so the parts really run side by side, and the memory-bound copies of
   im2col or a depthwise conv use every core too, not only the GEMM. BLAS is single-threaded throughout
-  the run (see :func:`blas_threads`), so the parts do not oversubscribe the cores.
+  the run (see :func:`blas_threads`), so the parts do not oversubscribe the cores. Between hand-offs inside
+  a run the pool's workers spin rather than sleep (see ``_pool``), as ORT's do.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
+
+from onnxforge.runtime import _pool
 
 _controller: ThreadpoolController | None = None
 _controller_lock = threading.Lock()
@@ -55,8 +58,13 @@ def blas_threads(count: int) -> Iterator[None]:
     run was slower than at 1 thread. So big products are split by the kernels themselves (conv bands,
     :func:`matmul` blocks), each part a single-threaded BLAS call.
     """
-    with _workers_and_blas(count if count > 0 else _default_workers(), blas=1):
-        yield
+    parts = count if count > 0 else _default_workers()
+    try:
+        with _workers_and_blas(parts, blas=1):
+            yield
+    finally:
+        if parts > 1:
+            _pool.cool_idle()  # no worker spins between runs (see _pool)
 
 
 @contextlib.contextmanager
@@ -103,6 +111,8 @@ def blas_takes_the_threads() -> Iterator[None]:
     a raise from a thread other than the main one, which then keeps one BLAS thread.
     """
     count = workers()
+    if count > 1:
+        _pool.cool_idle()  # a spinning worker would take a core from BLAS's threads
     with _workers_and_blas(1, blas=count if count > 1 else None):
         yield
 
@@ -122,54 +132,6 @@ def workers() -> int:
     return _WORKERS.get()
 
 
-class _Worker:
-    """A daemon thread that runs one batch of tasks per hand-off.
-
-    The hand-off is a pair of plain locks, not a ``ThreadPoolExecutor``: on these machines a submit and wait
-    costs ~100 us, a lock ping-pong ~20 us, and the parts of a convolution are often only a few hundred us.
-    """
-
-    def __init__(self) -> None:
-        self._go = threading.Lock()
-        self._go.acquire()
-        self._done = threading.Lock()
-        self._done.acquire()
-        self._tasks: Sequence[Callable[[], Any]] = ()
-        self.error: BaseException | None = None
-        threading.Thread(target=self._loop, name="onnxforge-intra-op", daemon=True).start()
-
-    def start(self, tasks: Sequence[Callable[[], Any]]) -> None:
-        self._tasks, self.error = tasks, None
-        self._go.release()
-
-    def join(self) -> None:
-        self._done.acquire()
-
-    def _loop(self) -> None:
-        # errstate is per thread: the workers would otherwise warn where the run is silent.
-        with np.errstate(all="ignore"):
-            while True:
-                self._go.acquire()
-                try:
-                    for task in self._tasks:
-                        task()
-                except BaseException as error:  # re-raised in the calling thread
-                    self.error = error
-                finally:
-                    self._tasks = ()
-                    self._done.release()
-
-
-_idle: list[_Worker] = []
-_idle_lock = threading.Lock()
-
-
-def _take_workers(count: int) -> list[_Worker]:
-    with _idle_lock:
-        taken = [_idle.pop() for _ in range(min(count, len(_idle)))]
-    return taken + [_Worker() for _ in range(count - len(taken))]
-
-
 def parallel(tasks: Sequence[Callable[[], Any]]) -> None:
     """Run independent ``tasks`` (each writes its own part of a result) on the run's intra-op threads.
 
@@ -183,7 +145,7 @@ def parallel(tasks: Sequence[Callable[[], Any]]) -> None:
         return
     # More than one worker only inside blas_threads(), where BLAS is already single-threaded. Concurrent
     # runs (or a nested call) take their own idle workers, so a worker never has two callers.
-    helpers = _take_workers(parts - 1)
+    helpers = _pool.take(parts - 1)
     for index, helper in enumerate(helpers, start=1):
         helper.start(tasks[index::parts])
     try:
@@ -192,8 +154,7 @@ def parallel(tasks: Sequence[Callable[[], Any]]) -> None:
     finally:
         for helper in helpers:
             helper.join()  # the parts write into shared buffers: never return while one still runs
-        with _idle_lock:
-            _idle.extend(helpers)
+        _pool.give_back(helpers)
     for helper in helpers:
         if helper.error is not None:
             raise helper.error

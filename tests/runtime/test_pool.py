@@ -1,0 +1,88 @@
+"""The intra-op workers: hot (spinning) inside a run, cooled when it ends, same results with OS-lock waits."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from onnxforge.runtime import _pool
+from onnxforge.runtime.threads import blas_takes_the_threads, blas_threads, parallel
+
+
+def _worker_names(parts: int) -> list[str]:
+    names: list[str] = []
+    lock = threading.Lock()
+
+    def task() -> None:
+        with lock:
+            names.append(threading.current_thread().name)
+
+    parallel([task] * parts)
+    return names
+
+
+def test_a_worker_spins_inside_a_run_and_is_cooled_when_the_run_ends() -> None:
+    with blas_threads(2):
+        assert sorted(_worker_names(2)) == ["MainThread", "onnxforge-intra-op"]
+        hot_inside = [worker.hot for worker in _pool._idle]
+        assert sorted(_worker_names(2)) == ["MainThread", "onnxforge-intra-op"]  # a hot worker takes tasks
+    assert True in hot_inside
+    assert not any(worker.hot for worker in _pool._idle)
+
+
+@pytest.mark.skipif(_pool._SPIN is None, reason="libc has no pthread spin locks here")
+def test_a_cooled_worker_burns_no_cpu_between_runs() -> None:
+    with blas_threads(2):
+        _worker_names(2)
+        start = time.process_time()
+        time.sleep(0.2)
+        spinning = time.process_time() - start
+    start = time.process_time()
+    time.sleep(0.2)
+    cooled = time.process_time() - start
+    assert spinning > 0.1  # the hot worker held a core while the caller slept
+    assert cooled < 0.05
+
+
+def test_blas_taking_the_threads_cools_the_workers_first() -> None:
+    with blas_threads(2):
+        _worker_names(2)
+        assert any(worker.hot for worker in _pool._idle)
+        with blas_takes_the_threads():
+            assert not any(worker.hot for worker in _pool._idle)
+            assert _worker_names(2) == ["MainThread", "MainThread"]  # kernels do not split meanwhile
+
+
+def test_workers_on_os_locks_run_the_same_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_pool, "_SPIN", None)
+    worker = _pool.Worker()
+    assert isinstance(worker._go, _pool._LockSignal)
+    results: list[int] = []
+    for batch in range(3):
+        worker.start([lambda batch=batch: results.append(batch)])
+        worker.join()
+    worker.cool()
+    worker.start([lambda: results.append(99)])  # wakes from its OS wait again
+    worker.join()
+    worker.cool()
+    assert results == [0, 1, 2, 99]
+    assert worker.hot is False
+
+
+def test_a_failing_task_leaves_the_hot_worker_usable() -> None:
+    worker = _pool.Worker()
+
+    def fails() -> None:
+        raise RuntimeError("part failed")
+
+    worker.start([fails])
+    worker.join()
+    assert isinstance(worker.error, RuntimeError)
+    done: list[bool] = []
+    worker.start([lambda: done.append(True)])
+    worker.join()
+    worker.cool()
+    assert worker.error is None
+    assert done == [True]
