@@ -11,7 +11,7 @@ from onnx.reference import ReferenceEvaluator
 
 from onnxforge import InferenceSession, InvalidArgument, SessionOptions
 from onnxforge.runtime.kernels._conv_layout import depthwise_nhwc
-from onnxforge.runtime.kernels.conv import _conv, _PackedWeight
+from onnxforge.runtime.kernels.conv import PackedWeight, _conv
 from onnxforge.runtime.plan import PlanBuilder
 
 RNG = np.random.default_rng(11)
@@ -109,7 +109,7 @@ def test_depthwise_nhwc_matches_the_nchw_kernel(kernel: int, stride: int, pads: 
     x = RNG.standard_normal((2, c, 11, 9)).astype(np.float32)
     conv = depthwise_nhwc(w, b, (stride, stride), pads[:2], pads[2:], None)
     got = conv(np.ascontiguousarray(x.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
-    want = _conv(x, _PackedWeight(w, c), b, "NOTSET", list(pads), [stride, stride], None)
+    want = _conv(x, PackedWeight(w, c), b, "NOTSET", list(pads), [stride, stride], None)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 

@@ -20,6 +20,7 @@ from onnx.reference import ReferenceEvaluator
 
 from onnxforge import InferenceSession, InvalidArgument, SessionOptions
 from onnxforge.runtime.kernels import _depthwise as depthwise_module
+from onnxforge.runtime.kernels import _im2col as im2col_module
 from onnxforge.runtime.kernels import conv as conv_module
 
 try:
@@ -312,7 +313,7 @@ def test_conv_rejects_channel_mismatch() -> None:
 @pytest.mark.parametrize("bias", [False, True])
 def test_conv_im2col_bands_agree(monkeypatch: pytest.MonkeyPatch, bias: bool) -> None:
     """With a tiny band budget every output row is its own im2col band; results must not change."""
-    monkeypatch.setattr(conv_module, "_COLS_BYTES", 256)
+    monkeypatch.setattr(im2col_module, "COLS_BYTES", 256)
     rng = np.random.default_rng(1)
     x, w, b = random(rng, (3, 4, 9, 7)), random(rng, (6, 2, 3, 2)), random(rng, (6,))
     attrs = {"pads": [1, 0, 1, 1], "group": 2, "strides": [1, 2]}
@@ -325,6 +326,8 @@ def test_conv_im2col_bands_agree(monkeypatch: pytest.MonkeyPatch, bias: bool) ->
     ("x_shape", "w_shape", "group", "strides"),
     [
         ((1, 32, 40, 40), (48, 32, 3, 3), 1, [1, 1]),  # im2col, one image: bands split across threads
+        ((1, 32, 56, 56), (32, 32, 3, 3), 1, [1, 1]),  # im2col: two bands of 28 rows, not 32 + 24
+        ((1, 96, 10, 10), (80, 96, 3, 3), 1, [1, 1]),  # im2col on few pixels: input channels split
         ((5, 16, 20, 20), (24, 16, 3, 3), 1, [1, 1]),  # flat im2col on a batch: column chunks split
         ((1, 64, 40, 40), (96, 64, 1, 1), 1, [1, 1]),  # pointwise: pixel columns split
         ((1, 512, 7, 7), (256, 512, 1, 1), 1, [1, 1]),  # pointwise on few pixels: output rows split
@@ -346,7 +349,9 @@ def test_conv_split_across_intra_op_threads_matches_one_thread(
     inputs = [("X", x, False), ("W", w, True), ("B", b, True)]
     model = node_model("Conv", inputs, opset=13, group=group, strides=strides, pads=[pad] * 2 * (len(x_shape) - 2))
     conv_macs = np.prod(w_shape) * np.prod(x_shape[2:]) // np.prod(strides) * x_shape[0]
-    assert conv_macs >= (depthwise_module if group == x_shape[1] else conv_module)._PARALLEL_MIN_MACS
+    assert conv_macs >= (
+        depthwise_module._PARALLEL_MIN_MACS if group == x_shape[1] else im2col_module.PARALLEL_MIN_MACS
+    )
     split_into: list[int] = []
     real_parallel = conv_module.parallel
 
@@ -356,6 +361,7 @@ def test_conv_split_across_intra_op_threads_matches_one_thread(
 
     monkeypatch.setattr(conv_module, "parallel", spy)
     monkeypatch.setattr(depthwise_module, "parallel", spy)
+    monkeypatch.setattr(im2col_module, "parallel", spy)
     results, parts = [], []
     for threads in (1, 2):
         options = SessionOptions()
@@ -383,3 +389,49 @@ def test_identical_filters_give_bit_identical_channels(kernel: int) -> None:
     for channel in range(6, 120):
         np.testing.assert_array_equal(y[0, channel], y[0, channel % 6])
     assert_matches(y, run_reference(model, {"X": x})[0], np.float32)
+
+
+def test_two_threads_cut_56_output_rows_into_equal_bands(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The band budget alone gives bands of 32 and 24 rows here; at 2 threads they are 28 and 28."""
+    rng = np.random.default_rng(4)
+    x, w = random(rng, (1, 64, 56, 56)), random(rng, (64, 64, 3, 3))
+    band_columns: list[int] = []
+    real_scratch = im2col_module.scratch
+
+    def spy(key: str, shape: tuple[int, ...], dtype: np.dtype, zero: bool = False) -> np.ndarray:
+        if key == "cols":
+            band_columns.append(shape[-1])
+        return real_scratch(key, shape, dtype, zero)
+
+    monkeypatch.setattr(im2col_module, "scratch", spy)
+    model = node_model("Conv", [("X", x, False), ("W", w, True)], opset=13, pads=[1, 1, 1, 1])
+    options = SessionOptions()
+    options.intra_op_num_threads = 2
+    got = InferenceSession(model.SerializeToString(), options).run(None, {"X": x})[0]
+    assert sorted(band_columns) == [28 * 56, 28 * 56]
+    assert_matches(got, run_reference(model, {"X": x})[0], np.float32)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_few_pixels_at_two_threads_split_the_input_channels(monkeypatch: pytest.MonkeyPatch, bias: bool) -> None:
+    rng = np.random.default_rng(5)
+    x, w, b = random(rng, (1, 160, 7, 7)), random(rng, (96, 160, 3, 3)), random(rng, (96,))
+    calls: list[int] = []
+    real_split = conv_module.im2col_split_channels
+
+    def spy(*args: Any) -> np.ndarray:
+        calls.append(args[-1])
+        return real_split(*args)
+
+    monkeypatch.setattr(conv_module, "im2col_split_channels", spy)
+    model = node_model(
+        "Conv", [("X", x, False), ("W", w, True), ("B", b if bias else None, True)], opset=13, pads=[1] * 4
+    )
+    results = []
+    for threads in (1, 2):
+        options = SessionOptions()
+        options.intra_op_num_threads = threads
+        results.append(InferenceSession(model.SerializeToString(), options).run(None, {"X": x})[0])
+    assert calls == [2]  # only at 2 threads, in two parts
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-4, atol=1e-4)
+    assert_matches(results[1], run_reference(model, {"X": x})[0], np.float32)

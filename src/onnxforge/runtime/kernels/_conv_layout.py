@@ -22,8 +22,8 @@ import numpy as np
 
 from onnxforge._errors import InvalidArgument
 from onnxforge.runtime.kernels._depthwise import DepthwiseTaps, padded_image
+from onnxforge.runtime.kernels._im2col import PARALLEL_MIN_MACS as _PARALLEL_MIN_MACS
 from onnxforge.runtime.kernels._spatial import pad_for_windows, strided_view
-from onnxforge.runtime.kernels.conv import _PARALLEL_MIN_MACS
 from onnxforge.runtime.threads import parallel, split, workers
 
 # Output bands of this size get their bias and activation while they are still in cache.

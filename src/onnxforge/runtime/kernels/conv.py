@@ -10,6 +10,7 @@ Three strategies, chosen from the weight's shape once per node (and the weight p
 - everything else is im2col: a strided view ``(N, G, Cg, *kernel, *out)`` of the padded input is copied,
   a band of output rows at a time, to ``(G, Cg*K, rows*cols)`` and multiplied as ``W[g] (Mg x Cg*K) @ cols``
   so BLAS does the work; a constant bias rides along as an extra weight column against a row of ones.
+  The im2col variants (row bands, flat batches, split input channels) are in ``_im2col``.
 
 float16/bfloat16 run through float32 (numpy has no half-precision BLAS) and are cast back.
 """
@@ -17,7 +18,6 @@ float16/bfloat16 run through float32 (numpy has no half-precision BLAS) and are 
 from __future__ import annotations
 
 import itertools
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,6 +26,15 @@ import numpy as np
 from onnxforge._errors import InvalidArgument
 from onnxforge.runtime.kernels._depthwise import _PARALLEL_MIN_MACS as DEPTHWISE_PARALLEL_MIN_MACS
 from onnxforge.runtime.kernels._depthwise import DepthwiseTaps, padded_image
+from onnxforge.runtime.kernels._im2col import (
+    PARALLEL_MIN_MACS,
+    SPLIT_CHANNELS_MAX_PIXELS,
+    flat_overhead,
+    im2col,
+    im2col_flat,
+    im2col_split_channels,
+    scratch,
+)
 from onnxforge.runtime.kernels._spatial import (
     compute_dtype,
     conv_geometry,
@@ -33,18 +42,15 @@ from onnxforge.runtime.kernels._spatial import (
     pad_for_windows,
     prod,
     spatial_params,
-    strided_view,
     window_slice,
 )
 from onnxforge.runtime.registry import kernel
 from onnxforge.runtime.threads import parallel, split, workers
 
-# Size of one im2col band (see _im2col).
-_COLS_BYTES = 4 << 20
-# _im2col_flat computes junk outputs at the image edges; beyond this ratio of computed to real outputs it
-# loses to _im2col. It pays on a batch of small images, where it avoids _im2col's per-image loop (1.5x
+# im2col_flat computes junk outputs at the image edges; beyond this ratio of computed to real outputs it
+# loses to im2col. It pays on a batch of small images, where it avoids im2col's per-image loop (1.5x
 # faster on 8x8 digits at batch 360); once one image is a big GEMM of its own (ResNet-18's 3x3 layers at
-# batch 8, from 56x56x64 to 7x7x512), _im2col's per-image bands were 10-25% faster.
+# batch 8, from 56x56x64 to 7x7x512), im2col's per-image bands were 10-25% faster.
 _FLAT_MAX_OVERHEAD = 3.0
 _FLAT_MIN_BATCH = 4
 _FLAT_MAX_IMAGE_MACS = 4_000_000
@@ -53,29 +59,9 @@ _FLAT_MAX_IMAGE_MACS = 4_000_000
 _HWC_MAX_PIXELS = 56 * 56
 # Input shapes whose conv geometry a prepared kernel remembers (dynamic shapes beyond it are computed per run).
 _GEOMETRY_CACHE_SIZE = 16
-# Below this many multiply-adds a conv runs in one thread: handing parts to the pool costs ~20-50 us.
-_PARALLEL_MIN_MACS = 6_000_000
 
 
-# Per-thread scratch buffers, reused across calls: glibc hands multi-MB blocks back to the OS on free, and
-# faulting them in again on every call cost more than the arithmetic on small and medium layers.
-_SCRATCH = threading.local()
-
-
-def _scratch(key: str, shape: tuple[int, ...], dtype: np.dtype, zero: bool = False) -> np.ndarray:
-    """A C-contiguous work array of ``shape`` that no caller may keep past its own kernel call."""
-    size = prod(shape)
-    buf = getattr(_SCRATCH, key, None)
-    if buf is None or buf.size < size or buf.dtype != dtype:
-        buf = np.empty(max(size, 1), dtype=dtype)
-        setattr(_SCRATCH, key, buf)
-    view = buf[:size].reshape(shape)
-    if zero:
-        view.fill(0)
-    return view
-
-
-class _PackedWeight:
+class PackedWeight:
     """A conv weight reshaped for its strategy, in the compute dtype.
 
     With a constant bias, the im2col strategy folds it into the matmul as an extra weight column that
@@ -132,7 +118,7 @@ class _PackedWeight:
             assert bias is not None
             matrix = np.concatenate([matrix, bias.astype(self.dtype).reshape(group, m // group, 1)], axis=2)
         self.matrix = np.ascontiguousarray(matrix)
-        self.compact: _PackedWeight | None = None
+        self.compact: PackedWeight | None = None
         self.expand: np.ndarray | None = None
         if group == 1 and m > 1 and self.kind != "depthwise":
             self._dedupe_rows()
@@ -158,7 +144,7 @@ class _PackedWeight:
         if keep.size == rows.shape[0]:
             return
         unique, inverse = rows[keep], np.searchsorted(keep, representative)
-        compact = object.__new__(_PackedWeight)
+        compact = object.__new__(PackedWeight)
         for name in ("cg", "dtype", "folded", "group", "hwc_taps", "kernel", "kind", "taps"):
             setattr(compact, name, getattr(self, name))
         compact.m, compact.matrix = unique.shape[0], np.ascontiguousarray(unique[None])
@@ -171,7 +157,7 @@ Geometry = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, .
 
 def _geometry(
     shape: tuple[int, ...],
-    pw: _PackedWeight,
+    pw: PackedWeight,
     auto_pad: str,
     pads: Sequence[int] | None,
     strides: Sequence[int] | None,
@@ -192,7 +178,7 @@ def _geometry(
 
 def _conv(
     x: np.ndarray,
-    pw: _PackedWeight,
+    pw: PackedWeight,
     bias: np.ndarray | None,
     auto_pad: str,
     pads: Sequence[int] | None,
@@ -215,12 +201,20 @@ def _conv(
         group == 1
         and n >= _FLAT_MIN_BATCH
         and all(si == 1 for si in s)
-        and _flat_overhead(out, k, d) <= _FLAT_MAX_OVERHEAD
+        and flat_overhead(out, k, d) <= _FLAT_MAX_OVERHEAD
         and m * cg * prod(k) * prod(out) < _FLAT_MAX_IMAGE_MACS
     ):
-        y = _im2col_flat(xc, unique, begins, out, k, d)
+        y = im2col_flat(xc, unique, begins, out, k, d)
+    elif (
+        group == 1
+        and n < (parts := workers())
+        and prod(out) <= SPLIT_CHANNELS_MAX_PIXELS
+        and cg >= 16 * parts
+        and n * m * cg * prod(k) * prod(out) >= PARALLEL_MIN_MACS
+    ):
+        y = im2col_split_channels(pad_for_windows(xc, begins, out, k, s, d), unique, out, k, s, d, parts)
     else:
-        y = _im2col(pad_for_windows(xc, begins, out, k, s, d), unique, cg, out, k, s, d)
+        y = im2col(pad_for_windows(xc, begins, out, k, s, d), unique, cg, out, k, s, d)
     if pw.expand is not None:
         y = np.take(y, pw.expand, axis=1)
     if bias is not None and not pw.folded:
@@ -231,7 +225,7 @@ def _conv(
 
 
 def _pointwise(
-    x: np.ndarray, pw: _PackedWeight, begins: tuple[int, ...], out: tuple[int, ...], s: tuple[int, ...]
+    x: np.ndarray, pw: PackedWeight, begins: tuple[int, ...], out: tuple[int, ...], s: tuple[int, ...]
 ) -> np.ndarray:
     ones = (1,) * len(out)
     xs = pad_for_windows(x, begins, out, ones, s, ones)
@@ -242,7 +236,7 @@ def _pointwise(
     size = prod(out)
     cols = np.ascontiguousarray(xs).reshape(n, group, c // group, size)
     y = np.empty((n, group, pw.m // group, size), dtype=pw.dtype)
-    parts = workers() if pw.m * (c // group) * size * n >= _PARALLEL_MIN_MACS else 1
+    parts = workers() if pw.m * (c // group) * size * n >= PARALLEL_MIN_MACS else 1
     if group > 1 and parts > 1:
         # Independent groups: each part multiplies its own groups' matrices.
         def groups(g0: int, g1: int) -> None:
@@ -307,7 +301,7 @@ def _phase_slices(n: int, begin: int, phase: int, s: int, size: int) -> tuple[sl
 
 def _depthwise(
     x: np.ndarray,
-    pw: _PackedWeight,
+    pw: PackedWeight,
     begins: tuple[int, ...],
     out: tuple[int, ...],
     s: tuple[int, ...],
@@ -328,7 +322,7 @@ def _depthwise(
     # One spare row on the first axis: the runs of the last kernel positions spill past it by < one row.
     shape = [grid[0] + 1, *grid[1:]]
     phases = list(itertools.product(*(range(si) for si in s)))
-    buf = _scratch("phases", (len(phases), n, c, *shape), x.dtype, zero=True)
+    buf = scratch("phases", (len(phases), n, c, *shape), x.dtype, zero=True)
     lead = (slice(None), slice(None))
     for index, phase in enumerate(phases):
         parts = [_phase_slices(ni, b, p, si, g) for ni, b, p, si, g in zip(x.shape[2:], begins, phase, s, grid)]
@@ -348,7 +342,7 @@ def _depthwise(
 
     def channels(c0: int, c1: int) -> None:
         part = acc[:, c0:c1]
-        tmp = _scratch("taps", part.shape, acc.dtype)
+        tmp = scratch("taps", part.shape, acc.dtype)
         for index, (tap, (phase, start)) in enumerate(zip(pw.taps, reads)):
             view = flat[phase, :, c0:c1, :, start : start + length]
             np.multiply(view, tap.reshape(c, -1, 1)[c0:c1], out=part if index == 0 else tmp)
@@ -361,121 +355,6 @@ def _depthwise(
     if tuple(grid[1:]) == out[1:]:
         return full
     return np.ascontiguousarray(full[(*lead, slice(None), *(slice(0, o) for o in out[1:]))])
-
-
-def _flat_grid(out: tuple[int, ...], k: tuple[int, ...], d: tuple[int, ...]) -> list[int]:
-    """The padded image shape _im2col_flat works on: what the windows of the outputs reach."""
-    return [o + di * (ki - 1) for o, ki, di in zip(out, k, d)]
-
-
-def _flat_overhead(out: tuple[int, ...], k: tuple[int, ...], d: tuple[int, ...]) -> float:
-    return prod(_flat_grid(out, k, d)) / max(1, prod(out))
-
-
-def _im2col_flat(
-    x: np.ndarray,
-    pw: _PackedWeight,
-    begins: tuple[int, ...],
-    out: tuple[int, ...],
-    k: tuple[int, ...],
-    d: tuple[int, ...],
-) -> np.ndarray:
-    """Stride-1 im2col on flattened padded images: every kernel position is one contiguous run per channel.
-
-    The batch is laid out as ``(C, N, *grid)`` and flattened per channel, so the column block of kernel
-    position j is the slice ``flat[:, off_j : off_j + L]``: plain row copies instead of the many short
-    strided copies of :func:`_im2col`. Outputs land on the padded grid (junk at the right and bottom edges,
-    from runs that wrap into the next row or image) and are cropped at the end.
-    """
-    n, c = x.shape[:2]
-    grid = _flat_grid(out, k, d)
-    image = prod(grid)
-    steps = [prod(grid[i + 1 :]) for i in range(len(grid))]
-    # Real outputs only read inside their own image; the junk ones of the last image spill past it by less
-    # than one row, hence the spare row at the end.
-    flat = _scratch("padded", (c, n * image + steps[0]), x.dtype, zero=True)
-    padded = flat[:, : n * image].reshape(c, n, *grid)
-    crop, target = [], []
-    for size, b, o, ki, di in zip(x.shape[2:], begins, out, k, d):
-        lo, hi = max(0, -b), min(size, o + di * (ki - 1) - b)
-        crop.append(slice(lo, hi))
-        target.append(slice(lo + b, hi + b))
-    padded[(slice(None), slice(None), *target)] = x[(slice(None), slice(None), *crop)].swapaxes(0, 1)
-    offsets = [
-        sum(j * di * st for j, di, st in zip(tap, d, steps)) for tap in itertools.product(*(range(ki) for ki in k))
-    ]
-    length = (n - 1) * image + out[0] * steps[0]
-    taps = len(offsets)
-    rows = c * taps
-    y = _scratch("grid_out", (pw.m, n * image), pw.dtype)
-    chunk = max(256, _COLS_BYTES // ((rows + 1) * x.itemsize))
-    parts = workers() if pw.m * rows * length >= _PARALLEL_MIN_MACS else 1
-    chunk = min(chunk, max(256, -(-length // parts)))
-    starts = list(range(0, length, chunk))
-
-    def columns(first: int, last: int) -> None:
-        for p0 in starts[first:last]:
-            p1 = min(length, p0 + chunk)
-            cols = _scratch("cols", (rows + pw.folded, p1 - p0), pw.dtype)
-            if pw.folded:
-                cols[rows] = 1
-            per_tap = cols[:rows].reshape(c, taps, p1 - p0)
-            for tap, off in enumerate(offsets):
-                per_tap[:, tap] = flat[:, off + p0 : off + p1]
-            np.matmul(pw.matrix[0], cols, out=y[:, p0:p1])
-
-    parallel([lambda a=a, b=b: columns(a, b) for a, b in split(len(starts), parts)])
-    full = y.reshape(pw.m, n, *grid)[(slice(None), slice(None), *(slice(0, o) for o in out))]
-    return full.swapaxes(0, 1).copy()  # always a copy: y is scratch that the next call reuses
-
-
-def _im2col(
-    xp: np.ndarray,
-    pw: _PackedWeight,
-    cg: int,
-    out: tuple[int, ...],
-    k: tuple[int, ...],
-    s: tuple[int, ...],
-    d: tuple[int, ...],
-) -> np.ndarray:
-    """im2col + matmul, a band of output rows at a time.
-
-    The column buffer of a whole image can be tens of MB; bands of a few MB stay in cache and their
-    allocations are recycled by malloc instead of being fresh page-faulting mmaps on every call.
-    """
-    n = xp.shape[0]
-    group, mg = pw.group, pw.m // pw.group
-    rows = cg * prod(k)
-    inner = prod(out[1:])
-    sn, sc, *ss = xp.strides
-    view = strided_view(
-        xp,
-        (n, group, cg, *k, *out),
-        (sn, sc * cg, sc, *(st * di for st, di in zip(ss, d)), *(st * si for st, si in zip(ss, s))),
-    )
-    band = max(1, min(out[0], _COLS_BYTES // max(1, group * rows * inner * xp.itemsize)))
-    parts = workers() if pw.m * rows * prod(out) * n >= _PARALLEL_MIN_MACS else 1
-    if n * -(-out[0] // band) < parts:
-        band = max(1, -(-out[0] // -(-parts // n)))  # enough bands for every thread
-    y = np.empty((n, group, mg, out[0] * inner), dtype=pw.dtype)
-    lead = (slice(None),) * (2 + len(k))
-    jobs = [(item, r0, min(out[0], r0 + band)) for item in range(n) for r0 in range(0, out[0], band)]
-
-    def bands(chunk: list[tuple[int, int, int]]) -> None:
-        for item, r0, r1 in chunk:
-            buf = _scratch("cols", (group, rows + pw.folded, (r1 - r0) * inner), pw.dtype)
-            if pw.folded:
-                buf[:, rows] = 1
-            # Splitting the buffer's axes is always a view, so the strided windows are copied in place.
-            np.copyto(buf[:, :rows].reshape(group, cg, *k, r1 - r0, *out[1:]), view[item][lead + (slice(r0, r1),)])
-            target = y[item, :, :, r0 * inner : r1 * inner]
-            if group == 1:
-                np.matmul(pw.matrix[0], buf[0], out=target[0])
-            else:
-                np.matmul(pw.matrix, buf, out=target)
-
-    parallel([lambda a=a, b=b: bands(jobs[a:b]) for a, b in split(len(jobs), parts)])
-    return y.reshape(n, pw.m, *out)
 
 
 def _prepare_conv(
@@ -493,7 +372,7 @@ def _prepare_conv(
         return None
     kernel_from(kernel_shape, w.shape)
     b_const = constants[2] if len(constants) > 2 and isinstance(constants[2], np.ndarray) else None
-    packed = _PackedWeight(w, group, b_const)
+    packed = PackedWeight(w, group, b_const)
     # Input shape -> geometry: checked and computed once per shape, not on every run.
     geometries: dict[tuple[int, ...], Geometry] = {}
 
@@ -523,4 +402,4 @@ def Conv(
     strides: list[int] | None = None,
 ) -> np.ndarray:
     kernel_from(kernel_shape, W.shape)
-    return _conv(X, _PackedWeight(W, group), B, auto_pad, pads, strides, dilations)
+    return _conv(X, PackedWeight(W, group), B, auto_pad, pads, strides, dilations)
