@@ -81,8 +81,8 @@ def _check(model: onnx.ModelProto, feeds: dict[str, np.ndarray], threads: int = 
 
 
 # ----- Linear -------------------------------------------------------------------------------------------
-def _linear(gelu: bool, bias_first: bool) -> onnx.ModelProto:
-    k, n = 24, 40
+def _linear(gelu: bool, bias_first: bool, n: int = 40) -> onnx.ModelProto:
+    k = 24
     inits = {
         "w": (RNG.standard_normal((k, n)) / math.sqrt(k)).astype(np.float32),
         "b": RNG.standard_normal(n).astype(np.float32),
@@ -118,6 +118,16 @@ def test_matmul_bias_gelu_become_one_step_with_the_same_numbers(
         assert y.shape == (*shape[:-1], 40)
     # Only the 150- and 70-row inputs are cut into bands (16 rows at least), and only with two threads.
     assert parallel_calls == ([2, 2] if threads == 2 else [])
+
+
+@pytest.mark.parametrize("gelu", [False, True])
+def test_a_linear_with_fewer_rows_than_weight_columns_splits_the_columns(gelu: bool, parallel_calls: list[int]) -> None:
+    model = _linear(gelu, bias_first=False, n=200)
+    x = RNG.standard_normal((2, 10, 24)).astype(np.float32) * 3
+    y = _check(model, {"x": x}, threads=2)
+    assert y.shape == (2, 10, 200)
+    # 20 rows are too few for two row bands (16 rows at least): the split is two bands of 100 columns.
+    assert parallel_calls == [2]
 
 
 @pytest.mark.parametrize("threads", [1, 2])
