@@ -331,6 +331,7 @@ def test_conv_im2col_bands_agree(monkeypatch: pytest.MonkeyPatch, bias: bool) ->
         ((5, 16, 20, 20), (24, 16, 3, 3), 1, [1, 1]),  # flat im2col on a batch: column chunks split
         ((1, 64, 40, 40), (96, 64, 1, 1), 1, [1, 1]),  # pointwise: pixel columns split
         ((1, 512, 7, 7), (256, 512, 1, 1), 1, [1, 1]),  # pointwise on few pixels: output rows split
+        ((1, 128, 13, 13), (300, 128, 1, 1), 1, [1, 1]),  # pointwise, more channels than pixels: rows split
         ((1, 60, 64, 64), (90, 20, 1, 1), 3, [1, 1]),  # grouped pointwise: groups split
         ((1, 128, 112, 112), (128, 1, 3, 3), 128, [2, 2]),  # depthwise: output rows split
         ((1, 128, 56, 56), (128, 1, 3, 3), 128, [1, 1]),  # depthwise, stride 1: output rows split

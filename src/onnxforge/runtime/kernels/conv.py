@@ -246,11 +246,13 @@ def _pointwise(
     elif group > 1:
         np.matmul(pw.matrix, cols, out=y)
     else:
-        # One GEMM per image, cut into blocks across the intra-op threads: blocks of columns (pixels) when
-        # there are enough, else of rows (output channels). Under load this beats OpenBLAS's own threads,
-        # whose workers spin for a core the other one is using.
+        # One GEMM per image, cut into blocks across the intra-op threads: blocks of rows (output channels)
+        # when there are more of them than pixels (or too few pixels), else of columns (pixels). Each block
+        # then reads only its share of the bigger operand: a late layer's weight (squeezenet's 1000x512 at
+        # 13x13) is not in cache (in-process A/B at 2 threads: squeezenet 0.90x, densenet121 0.92x the
+        # time, resnet50 0.98x). Under load this beats OpenBLAS's own threads, whose workers spin.
         per_image = -(-parts // n)
-        by_rows = size < 64 * per_image
+        by_rows = size < 64 * per_image or pw.m > size
         cuts = split(pw.m, per_image, minimum=16) if by_rows else split(size, per_image, minimum=64)
         jobs = [(i, a, b) for i in range(n) for a, b in cuts]
 
