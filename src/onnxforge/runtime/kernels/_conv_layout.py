@@ -23,6 +23,7 @@ import numpy as np
 from onnxforge._errors import InvalidArgument
 from onnxforge.runtime.kernels._depthwise import DepthwiseTaps, padded_image
 from onnxforge.runtime.kernels._im2col import PARALLEL_MIN_MACS as _PARALLEL_MIN_MACS
+from onnxforge.runtime.kernels._im2col import scratch
 from onnxforge.runtime.kernels._spatial import pad_for_windows, strided_view
 from onnxforge.runtime.threads import parallel, split, workers
 
@@ -73,25 +74,33 @@ def pointwise_to_nhwc(w: np.ndarray, b: np.ndarray | None, activation: Activatio
 
 
 def pointwise_from_nhwc(w: np.ndarray, b: np.ndarray | None, activation: Activation | None) -> Conv:
-    """NHWC ``(N, H, W, C)`` in, NCHW ``(N, M, H, W)`` out; bias and activation applied block by block."""
+    """NHWC ``(N, H, W, C)`` in, NCHW ``(N, M, H, W)`` out: ``X[n] (P x C) @ W^T (C x M)`` a band of pixels at a
+    time, bias and activation applied to the band while it is in cache, then the band transposed into place.
+
+    ``W (M x C) @ X[n]^T``, which writes NCHW directly, reads the image transposed: with MobileNet's few
+    output channels (24-64) OpenBLAS ran it 1.2-1.8x slower than this product plus the transposing copy
+    (e.g. 144 -> 24 channels at 56x56: 512 vs 369 us, 96 -> 24 at 112x112: 1565 vs 1252 us).
+    """
     m, c = w.shape[:2]
-    w_mat = np.ascontiguousarray(w.reshape(m, c).astype(np.float32))
-    bias = None if b is None or not b.any() else b.astype(np.float32).reshape(m, 1)
+    w_t = np.ascontiguousarray(w.reshape(m, c).T.astype(np.float32))
+    bias = None if b is None or not b.any() else b.astype(np.float32)
+    band = max(64, _BAND_BYTES // (4 * m))
 
     def conv_pointwise_from_nhwc(x: np.ndarray) -> np.ndarray:
         _check(x, c, 3, "Conv (channels-last input)")
         n, h, width, _ = x.shape
-        rows = x.reshape(n, h * width, c)
-        y = np.empty((n, m, h * width), dtype=np.float32)
-        parts = workers() if n * h * width * c * m >= _PARALLEL_MIN_MACS else 1
-        block = max(16, _BAND_BYTES // (4 * h * width))
-        jobs = [(i, m0, min(m, m0 + block)) for i in range(n) for m0 in range(0, m, block)]
+        pixels = h * width
+        rows = x.reshape(n, pixels, c)
+        y = np.empty((n, m, pixels), dtype=np.float32)
+        parts = workers() if n * pixels * c * m >= _PARALLEL_MIN_MACS else 1
+        jobs = [(i, p0, min(pixels, p0 + band)) for i in range(n) for p0 in range(0, pixels, band)]
 
         def run(first: int, last: int) -> None:
-            for i, m0, m1 in jobs[first:last]:
-                target = y[i, m0:m1]
-                np.matmul(w_mat[m0:m1], rows[i].T, out=target)
-                _finish(target, None if bias is None else bias[m0:m1], activation)
+            for i, p0, p1 in jobs[first:last]:
+                product = scratch("nhwc_band", (p1 - p0, m), np.dtype(np.float32))
+                np.matmul(rows[i, p0:p1], w_t, out=product)
+                _finish(product, bias, activation)
+                y[i, :, p0:p1] = product.T
 
         parallel([lambda a=a, z=z: run(a, z) for a, z in split(len(jobs), parts)])
         return y.reshape(n, m, h, width)
