@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -86,3 +87,22 @@ def test_a_failing_task_leaves_the_hot_worker_usable() -> None:
     worker.cool()
     assert worker.error is None
     assert done == [True]
+
+
+@pytest.mark.skipif(_pool._GETCPU is None or len(_pool._ALLOWED) < 2, reason="needs sched_getcpu and 2 CPUs")
+def test_inside_a_run_the_caller_and_the_worker_are_pinned_to_different_cpus() -> None:
+    before = os.sched_getaffinity(0)
+    cpus: dict[str, int] = {}
+
+    def where(name: str) -> None:
+        cpus[name] = _pool.current_cpu()
+
+    with blas_threads(2):
+        pinned = os.sched_getaffinity(0)
+        parallel([lambda: where("caller"), lambda: where("worker")])
+    assert len(pinned) == 1
+    assert cpus["caller"] in pinned
+    assert cpus["worker"] != cpus["caller"]
+    assert os.sched_getaffinity(0) == before  # the caller's affinity comes back after the run
+    with blas_threads(1):
+        assert os.sched_getaffinity(0) == before  # one thread: nothing to pin

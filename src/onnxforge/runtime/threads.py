@@ -59,12 +59,15 @@ def blas_threads(count: int) -> Iterator[None]:
     :func:`matmul` blocks), each part a single-threaded BLAS call.
     """
     parts = count if count > 0 else _default_workers()
+    restore = _pool.pin_caller() if parts > 1 else None
     try:
         with _workers_and_blas(parts, blas=1):
             yield
     finally:
         if parts > 1:
             _pool.cool_idle()  # no worker spins between runs (see _pool)
+        if restore is not None:
+            _pool.unpin_caller(restore)
 
 
 @contextlib.contextmanager
@@ -146,8 +149,9 @@ def parallel(tasks: Sequence[Callable[[], Any]]) -> None:
     # More than one worker only inside blas_threads(), where BLAS is already single-threaded. Concurrent
     # runs (or a nested call) take their own idle workers, so a worker never has two callers.
     helpers = _pool.take(parts - 1)
+    caller_cpu = -1 if all(helper.hot for helper in helpers) else _pool.current_cpu()
     for index, helper in enumerate(helpers, start=1):
-        helper.start(tasks[index::parts])
+        helper.start(tasks[index::parts], caller_cpu, index - 1)
     try:
         for task in tasks[::parts]:
             task()
