@@ -10,7 +10,8 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from onnxforge import InferenceSession, InvalidArgument, SessionOptions
-from onnxforge.runtime.kernels._conv_layout import depthwise_nhwc
+from onnxforge.runtime.kernels import _conv_layout
+from onnxforge.runtime.kernels._conv_layout import depthwise_nhwc, pointwise_from_nhwc, pointwise_to_nhwc
 from onnxforge.runtime.kernels.conv import PackedWeight, _conv
 from onnxforge.runtime.plan import PlanBuilder
 
@@ -35,7 +36,9 @@ def _block(stride: int, pads: list[int], expose_middle: bool = False, stem: bool
         "b2": RNG.standard_normal(out).astype(np.float32),
     }
     nodes = [
-        helper.make_node("Conv", ["x", "w1"], ["e"], name="expand", **({"strides": [2, 2], "pads": [1, 0, 1, 1]} if stem else {})),
+        helper.make_node(
+            "Conv", ["x", "w1"], ["e"], name="expand", **({"strides": [2, 2], "pads": [1, 0, 1, 1]} if stem else {})
+        ),
         helper.make_node("BatchNormalization", ["e", "s", "t", "mu", "var"], ["n"], name="bn"),
         helper.make_node("Clip", ["n", "lo", "hi"], ["r"], name="relu6"),
         helper.make_node("Conv", ["r", "wd", "bd"], ["d"], name="dw", group=hidden, strides=[stride] * 2, pads=pads),
@@ -60,12 +63,18 @@ def _channels_last_steps(model: onnx.ModelProto) -> int:
         ir.serde.deserialize_model(model).graph
     )
     calls = [step[0] for step in plan.steps]  # (call, input slots, output slots, frees)
-    return sum(1 for call in calls if getattr(getattr(call, "__code__", None), "co_filename", "").endswith("fusion_layout.py"))
+    return sum(
+        1 for call in calls if getattr(getattr(call, "__code__", None), "co_filename", "").endswith("fusion_layout.py")
+    )
 
 
-@pytest.mark.parametrize(("stride", "pads"), [(1, [1, 1, 1, 1]), (2, [1, 1, 1, 1]), (2, [0, 1, 2, 0]), (1, [0, 0, 0, 0])])
+@pytest.mark.parametrize(
+    ("stride", "pads"), [(1, [1, 1, 1, 1]), (2, [1, 1, 1, 1]), (2, [0, 1, 2, 0]), (1, [0, 0, 0, 0])]
+)
 @pytest.mark.parametrize("threads", [1, 2])
-def test_inverted_residual_runs_channels_last_with_the_reference_numbers(stride: int, pads: list[int], threads: int) -> None:
+def test_inverted_residual_runs_channels_last_with_the_reference_numbers(
+    stride: int, pads: list[int], threads: int
+) -> None:
     model = _block(stride, pads)
     x = RNG.standard_normal((2, 8, 45, 45)).astype(np.float32)
     options = SessionOptions()
@@ -101,7 +110,10 @@ def test_a_middle_value_that_is_a_graph_output_keeps_the_chain_off() -> None:
     assert _channels_last_steps(model) == 0
 
 
-@pytest.mark.parametrize(("kernel", "stride", "pads"), [(3, 1, (1, 1, 1, 1)), (3, 2, (0, 1, 2, 1)), (5, 3, (2, 0, 1, 2)), (3, 1, (0, 0, 0, 0))])
+@pytest.mark.parametrize(
+    ("kernel", "stride", "pads"),
+    [(3, 1, (1, 1, 1, 1)), (3, 2, (0, 1, 2, 1)), (5, 3, (2, 0, 1, 2)), (3, 1, (0, 0, 0, 0))],
+)
 def test_depthwise_nhwc_matches_the_nchw_kernel(kernel: int, stride: int, pads: tuple[int, ...]) -> None:
     c = 6
     w = RNG.standard_normal((c, 1, kernel, kernel)).astype(np.float32)
@@ -117,3 +129,38 @@ def test_depthwise_nhwc_names_a_wrong_channel_count() -> None:
     conv = depthwise_nhwc(np.ones((4, 1, 3, 3), np.float32), None, (1, 1), (1, 1), (1, 1), None)
     with pytest.raises(InvalidArgument, match=r"4 channels, got shape \[1, 5, 5, 3\]"):
         conv(np.ones((1, 5, 5, 3), np.float32))
+
+
+def test_pixel_bands_give_every_thread_an_equal_share() -> None:
+    bands = _conv_layout._pixel_bands
+    assert bands(1, 49, 68, 1) == [(0, 0, 49)]  # one thread: bands as big as the budget allows
+    assert bands(1, 49, 68, 2) == [(0, 0, 25), (0, 25, 49)]  # 7x7 was one band: one thread did it all
+    assert bands(1, 784, 341, 2) == [(0, i, i + 196) for i in range(0, 784, 196)]  # not 341 + 341 + 102
+    assert bands(4, 49, 68, 2) == [(i, 0, 49) for i in range(4)]  # whole images when there are enough
+    assert bands(1, 20, 64, 2) == [(0, 0, 10), (0, 10, 20)]
+    assert bands(1, 20, 64, 4) == [(0, 0, 10), (0, 10, 20)]  # at most one band per 16 pixels
+
+
+@pytest.mark.parametrize("to_nhwc", [True, False])
+def test_pointwise_layout_convs_on_few_pixels_use_both_threads(to_nhwc: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    m, c = 192, 160
+    w = RNG.standard_normal((m, c, 1, 1)).astype(np.float32)
+    b = RNG.standard_normal(m).astype(np.float32)
+    x = RNG.standard_normal((1, c, 7, 7)).astype(np.float32)
+    want = np.einsum("mc,nchw->nmhw", w[:, :, 0, 0], x) + b[:, None, None]
+    split_into: list[int] = []
+    real = _conv_layout.parallel
+
+    def spy(tasks: list) -> None:
+        split_into.append(len(tasks))
+        real(tasks)
+
+    monkeypatch.setattr(_conv_layout, "parallel", spy)
+    monkeypatch.setattr(_conv_layout, "workers", lambda: 2)
+    monkeypatch.setattr(_conv_layout, "_PARALLEL_MIN_MACS", 0)  # 1.5M multiply-adds: worth a split on its own
+    if to_nhwc:
+        got = pointwise_to_nhwc(w, b, None)(x).transpose(0, 3, 1, 2)
+    else:
+        got = pointwise_from_nhwc(w, b, None)(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert split_into == [2]

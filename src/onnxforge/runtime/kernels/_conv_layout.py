@@ -46,6 +46,18 @@ def _check(x: np.ndarray, channels: int, channel_axis: int, what: str) -> None:
         raise InvalidArgument(f"{what}: expected a 4-D input with {channels} channels, got shape {list(x.shape)}")
 
 
+def _pixel_bands(n: int, pixels: int, band: int, parts: int) -> list[tuple[int, int, int]]:
+    """(image, first pixel, last pixel) bands of at most ``band`` pixels; with ``parts`` threads, equal bands
+    in a multiple of ``parts`` (at most one per 16 pixels), so that no thread idles: MobileNet's 1x1 convs at 7x7
+    and 14x14 were one band each, so one thread did all of it, and three bands at 28x28 split 2 + 1."""
+    per_image = -(-pixels // band)
+    if parts > 1:
+        per_thread = -(-n * per_image // parts)
+        per_image = max(per_image, min(-(-pixels // 16), -(-per_thread * parts // n)))
+    size = -(-pixels // per_image)
+    return [(i, p0, min(pixels, p0 + size)) for i in range(n) for p0 in range(0, pixels, size)]
+
+
 def pointwise_to_nhwc(w: np.ndarray, b: np.ndarray | None, activation: Activation | None) -> Conv:
     """NCHW ``(N, C, H, W)`` in, NHWC ``(N, H, W, M)`` out; bias and activation applied band by band."""
     m, c = w.shape[:2]
@@ -59,7 +71,7 @@ def pointwise_to_nhwc(w: np.ndarray, b: np.ndarray | None, activation: Activatio
         rows = x.astype(np.float32, copy=False).reshape(n, c, h * width)
         y = np.empty((n, h * width, m), dtype=np.float32)
         parts = workers() if n * h * width * c * m >= _PARALLEL_MIN_MACS else 1
-        jobs = [(i, p0, min(p1, p0 + band)) for i in range(n) for p1 in [h * width] for p0 in range(0, p1, band)]
+        jobs = _pixel_bands(n, h * width, band, parts)
 
         def run(first: int, last: int) -> None:
             for i, p0, p1 in jobs[first:last]:
@@ -93,7 +105,7 @@ def pointwise_from_nhwc(w: np.ndarray, b: np.ndarray | None, activation: Activat
         rows = x.reshape(n, pixels, c)
         y = np.empty((n, m, pixels), dtype=np.float32)
         parts = workers() if n * pixels * c * m >= _PARALLEL_MIN_MACS else 1
-        jobs = [(i, p0, min(pixels, p0 + band)) for i in range(n) for p0 in range(0, pixels, band)]
+        jobs = _pixel_bands(n, pixels, band, parts)
 
         def run(first: int, last: int) -> None:
             for i, p0, p1 in jobs[first:last]:
@@ -185,7 +197,13 @@ def depthwise_nhwc(
         xf = x.astype(np.float32, copy=False)
         y = np.empty((n, ho, wo, c), dtype=np.float32)
         for i in range(n):
-            taps.run(padded_image((hp, wp, c), begins, xf[i], sw), y[i], strides, (1, 1), finish if bias is not None or activation else None)
+            taps.run(
+                padded_image((hp, wp, c), begins, xf[i], sw),
+                y[i],
+                strides,
+                (1, 1),
+                finish if bias is not None or activation else None,
+            )
         return y
 
     return conv_depthwise_nhwc
