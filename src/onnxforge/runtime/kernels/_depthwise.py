@@ -27,7 +27,8 @@ import numpy as np
 from onnxforge.runtime.kernels._spatial import strided_view
 from onnxforge.runtime.threads import parallel, split, workers
 
-# Below this many multiply-adds a depthwise conv runs in one thread (a hand-off costs tens of us).
+# Below this many multiply-adds a depthwise conv runs in one thread: smaller parts ran no faster side by
+# side than one after the other (see _im2col.PARALLEL_MIN_MACS).
 _PARALLEL_MIN_MACS = 3_000_000
 _PADDED = threading.local()
 

@@ -26,9 +26,10 @@ if TYPE_CHECKING:
 
 # Size of one im2col band (see im2col).
 COLS_BYTES = 4 << 20
-# Below this many multiply-adds a conv runs in one thread: a hand-off costs little (~3 us, see _pool),
-# but a part much under ~100 us runs slower beside the other one than alone (GIL hand-backs between the
-# NumPy calls wake a sleeping thread, tens of us on these VMs).
+# Below this many multiply-adds a conv runs in one thread: a hand-off costs little (~3 us, see _pool), but
+# parts under ~100 us ran no faster side by side than one after the other (an 80 us GEMM took 86 us as two
+# halves on two threads: each GIL hand-back between NumPy calls can wake a sleeping thread, tens of us on
+# these VMs); with all split thresholds at 1/6 or at twice their values the small CNNs ran slower.
 PARALLEL_MIN_MACS = 6_000_000
 # im2col_split_channels pays up to this many output pixels per image (measured at 2 threads, ResNet-18's
 # 3x3 layers: 7x7x512 0.73x, 14x14x256 0.84x the time of row bands; 28x28x128 and 56x56x64 the same).

@@ -16,7 +16,8 @@ import numpy as np
 
 from onnxforge.runtime.threads import parallel, split, workers
 
-# Inputs of at least this many elements are split across the intra-op threads (a hand-off costs ~20 us).
+# Inputs of at least this many elements are split across the intra-op threads: smaller parts ran no faster
+# side by side than one after the other (see _im2col.PARALLEL_MIN_MACS).
 _PARALLEL_MIN_SIZE = 100_000
 
 
