@@ -106,3 +106,11 @@ def test_inside_a_run_the_caller_and_the_worker_are_pinned_to_different_cpus() -
     assert os.sched_getaffinity(0) == before  # the caller's affinity comes back after the run
     with blas_threads(1):
         assert os.sched_getaffinity(0) == before  # one thread: nothing to pin
+
+
+def test_with_more_threads_than_cpus_the_workers_do_not_spin(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_pool, "SPIN_CPUS", 1)  # as on a one-CPU machine asked for 2 threads
+    with blas_threads(2):
+        assert sorted(_worker_names(2)) == ["MainThread", "onnxforge-intra-op"]
+        assert not any(worker.hot for worker in _pool._idle)
+        assert sorted(_worker_names(2)) == ["MainThread", "onnxforge-intra-op"]  # a cooled worker still works

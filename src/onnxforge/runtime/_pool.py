@@ -55,6 +55,9 @@ _GETCPU = _libc_getcpu()
 # The CPUs the process may use, read before any thread is pinned: workers are created inside runs, where
 # they would inherit the pinned caller's single CPU.
 _ALLOWED: frozenset[int] = frozenset(os.sched_getaffinity(0)) if _GETCPU is not None else frozenset()
+# Workers spin between hand-offs only while the caller and its workers have a CPU each (no more parts than
+# this); otherwise they go back to an OS wait after every hand-off. 0 where they cannot spin at all.
+SPIN_CPUS = len(_ALLOWED) if _SPIN is not None else 0
 
 
 def current_cpu() -> int:

@@ -158,6 +158,9 @@ def parallel(tasks: Sequence[Callable[[], Any]]) -> None:
     finally:
         for helper in helpers:
             helper.join()  # the parts write into shared buffers: never return while one still runs
+        if parts > _pool.SPIN_CPUS:
+            for helper in helpers:
+                helper.cool()  # more threads than CPUs: a spinning worker would take the core of another
         _pool.give_back(helpers)
     for helper in helpers:
         if helper.error is not None:
