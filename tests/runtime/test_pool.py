@@ -114,3 +114,30 @@ def test_with_more_threads_than_cpus_the_workers_do_not_spin(monkeypatch: pytest
         assert sorted(_worker_names(2)) == ["MainThread", "onnxforge-intra-op"]
         assert not any(worker.hot for worker in _pool._idle)
         assert sorted(_worker_names(2)) == ["MainThread", "onnxforge-intra-op"]  # a cooled worker still works
+
+
+@pytest.mark.skipif(_pool._GETCPU is None or len(_pool._ALLOWED) < 2, reason="needs sched_getcpu and 2 CPUs")
+def test_a_concurrent_run_is_not_pinned_and_its_workers_do_not_spin() -> None:
+    seen: dict[str, object] = {}
+    inside = threading.Event()
+    release = threading.Event()
+
+    def other_run() -> None:
+        inside.wait()
+        with blas_threads(2):
+            seen["affinity"] = os.sched_getaffinity(0)
+            seen["names"] = sorted(_worker_names(2))
+            seen["own"] = threading.current_thread().name
+            seen["hot"] = [worker.hot for worker in _pool._idle]
+        release.set()
+
+    thread = threading.Thread(target=other_run)
+    thread.start()
+    with blas_threads(2):
+        assert len(os.sched_getaffinity(0)) == 1  # this run holds the pin
+        inside.set()
+        release.wait(10)
+    thread.join(10)
+    assert seen["affinity"] == _pool._ALLOWED  # the second run left its thread's CPUs alone
+    assert seen["names"] == sorted([seen["own"], "onnxforge-intra-op"])  # it still splits its work
+    assert not any(seen["hot"])  # its worker went back to an OS wait after the hand-off

@@ -222,14 +222,21 @@ def pin_caller() -> set[int] | None:
     pinning) at 2 threads: squeezenet 0.92x, resnet18_b1 0.90x, mobilenetv2 0.94x, gpt_b1 0.86x the time;
     one run after a 0.2 s pause: squeezenet 0.90x, gpt_b1 0.71x.
     """
+    if not _pinned_run.acquire(blocking=False):
+        return None  # another run is pinned and spinning: this one runs unpinned, its workers on OS waits
     cpu = current_cpu()
-    if cpu < 0:
-        return None
-    allowed = os.sched_getaffinity(0)
+    allowed = os.sched_getaffinity(0) if cpu >= 0 else set()
     if len(allowed) < 2 or cpu not in allowed or not _set_affinity({cpu}):
+        _pinned_run.release()
         return None
     return allowed
 
 
 def unpin_caller(allowed: set[int]) -> None:
     _set_affinity(allowed)
+    _pinned_run.release()
+
+
+# One run at a time pins its caller and lets its workers spin: two concurrent runs pinned to one CPU would
+# share it for their whole length.
+_pinned_run = threading.Lock()

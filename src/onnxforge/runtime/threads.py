@@ -32,6 +32,8 @@ _controller_lock = threading.Lock()
 # Below this many multiply-adds a product stays in the calling thread (see _im2col.PARALLEL_MIN_MACS).
 _MATMUL_PARALLEL_MIN_MACS = 6_000_000
 _WORKERS: contextvars.ContextVar[int] = contextvars.ContextVar("onnxforge_intra_op_workers", default=1)
+# Whether the current run pinned its caller, so that its workers may spin (see _pool.pin_caller).
+_SPINNING: contextvars.ContextVar[bool] = contextvars.ContextVar("onnxforge_spinning_run", default=False)
 
 
 def _get_controller() -> ThreadpoolController:
@@ -59,13 +61,15 @@ def blas_threads(count: int) -> Iterator[None]:
     :func:`matmul` blocks), each part a single-threaded BLAS call.
     """
     parts = count if count > 0 else _default_workers()
-    restore = _pool.pin_caller() if parts > 1 else None
+    restore = _pool.pin_caller() if 1 < parts <= _pool.SPIN_CPUS else None
+    spinning = _SPINNING.set(restore is not None)
     try:
         with _workers_and_blas(parts, blas=1):
             yield
     finally:
         if parts > 1:
             _pool.cool_idle()  # no worker spins between runs (see _pool)
+        _SPINNING.reset(spinning)
         if restore is not None:
             _pool.unpin_caller(restore)
 
@@ -149,7 +153,9 @@ def parallel(tasks: Sequence[Callable[[], Any]]) -> None:
     # More than one worker only inside blas_threads(), where BLAS is already single-threaded. Concurrent
     # runs (or a nested call) take their own idle workers, so a worker never has two callers.
     helpers = _pool.take(parts - 1)
-    caller_cpu = -1 if all(helper.hot for helper in helpers) else _pool.current_cpu()
+    # Workers spin (pinned) only in the run that pinned its caller, and while each part has a CPU of its own.
+    spinning = _SPINNING.get() and parts <= _pool.SPIN_CPUS
+    caller_cpu = _pool.current_cpu() if spinning and not all(helper.hot for helper in helpers) else -1
     for index, helper in enumerate(helpers, start=1):
         helper.start(tasks[index::parts], caller_cpu, index - 1)
     try:
@@ -158,9 +164,9 @@ def parallel(tasks: Sequence[Callable[[], Any]]) -> None:
     finally:
         for helper in helpers:
             helper.join()  # the parts write into shared buffers: never return while one still runs
-        if parts > _pool.SPIN_CPUS:
+        if not spinning:
             for helper in helpers:
-                helper.cool()  # more threads than CPUs: a spinning worker would take the core of another
+                helper.cool()  # a spinning worker would take the core of another thread
         _pool.give_back(helpers)
     for helper in helpers:
         if helper.error is not None:
