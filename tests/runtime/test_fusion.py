@@ -14,7 +14,8 @@ from onnx.reference import ReferenceEvaluator
 
 from onnxforge import InferenceSession, SessionOptions
 from onnxforge._errors import InvalidArgument, OnnxForgeError
-from onnxforge.runtime.plan import Plan, PlanBuilder, Profiler
+from onnxforge.runtime.plan import Plan, Profiler
+from onnxforge.runtime.plan_builder import PlanBuilder
 
 RNG = np.random.default_rng(7)
 

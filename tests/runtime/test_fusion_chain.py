@@ -12,7 +12,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnxforge import InferenceSession
 from onnxforge._errors import OnnxForgeError
-from onnxforge.runtime.plan import Plan, PlanBuilder
+from onnxforge.runtime.plan import Plan
+from onnxforge.runtime.plan_builder import PlanBuilder
 
 RNG = np.random.default_rng(11)
 

@@ -13,7 +13,7 @@ from onnxforge import InferenceSession, InvalidArgument, SessionOptions
 from onnxforge.runtime.kernels import _conv_layout
 from onnxforge.runtime.kernels._conv_layout import depthwise_nhwc, pointwise_from_nhwc, pointwise_to_nhwc
 from onnxforge.runtime.kernels.conv import PackedWeight, _conv
-from onnxforge.runtime.plan import PlanBuilder
+from onnxforge.runtime.plan_builder import PlanBuilder
 
 RNG = np.random.default_rng(11)
 

@@ -15,7 +15,8 @@ from onnxforge import InferenceSession, SessionOptions
 from onnxforge.runtime import fusion_transformer
 from onnxforge.runtime.kernels.activation import gelu_float32, softmax_last_axis_into
 from onnxforge.runtime.kernels.normalization import LayerNormalization
-from onnxforge.runtime.plan import Plan, PlanBuilder
+from onnxforge.runtime.plan import Plan
+from onnxforge.runtime.plan_builder import PlanBuilder
 
 RNG = np.random.default_rng(11)
 

@@ -34,7 +34,8 @@ from onnxforge.runtime.options import (
     SessionOptions,
 )
 from onnxforge.runtime.ortvalue import OrtValue
-from onnxforge.runtime.plan import Plan, PlanBuilder, Profiler
+from onnxforge.runtime.plan import Plan, Profiler
+from onnxforge.runtime.plan_builder import PlanBuilder
 from onnxforge.runtime.registry import REGISTRY
 from onnxforge.runtime.threads import blas_threads
 from onnxforge.runtime.typecheck import check_types

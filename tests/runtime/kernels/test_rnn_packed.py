@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from onnx.reference import ReferenceEvaluator
 
 from onnxforge import InferenceSession
-from onnxforge.runtime.plan import PlanBuilder
+from onnxforge.runtime.plan_builder import PlanBuilder
 from tests.runtime.kernels.test_rnn import (
     GATES,
     ORT,
