@@ -203,7 +203,7 @@ def im2col_split_channels(
         cols = scratch("cols", ((c1 - c0) * taps, pixels), pw.dtype)
         for item in range(n):
             np.copyto(cols.reshape(c1 - c0, *k, *out), view[item, c0:c1])
-            target = y[item] if part == 0 else scratch(f"partial{item}", (pw.m, pixels), pw.dtype)
+            target = y[item] if part == 0 else scratch(f"partial{part}.{item}", (pw.m, pixels), pw.dtype)
             np.matmul(weight[:, c0 * taps : c1 * taps], cols, out=target)
             partials[part].append(target)
 
