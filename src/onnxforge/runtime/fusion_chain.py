@@ -49,7 +49,9 @@ def fuse_elementwise_chains(specs: list[StepSpec], ctx: FusionContext) -> list[S
         info = head.info.merged(*(specs[member].info for member in members))
         steps = [head.call] + [specs[member].call for member in members]
         last = specs[members[-1]]
-        replaced[index] = StepSpec(_chain_call(steps, links, dtype), info, list(head.ins), last.outs, head.kdef, head.attrs)
+        replaced[index] = StepSpec(
+            _chain_call(steps, links, dtype), info, list(head.ins), last.outs, head.kdef, head.attrs
+        )
         dropped.update(members)
     return [replaced.get(index, spec) for index, spec in enumerate(specs) if index not in dropped]
 

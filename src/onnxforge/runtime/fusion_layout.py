@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from onnxforge.runtime.fusion import FusionContext, StepSpec, _conv_weights, _readers, _sole_reader
+from onnxforge.runtime.fusion import FusionContext, StepSpec, _readers, _sole_reader
+from onnxforge.runtime.fusion_pairs import _conv_weights
 from onnxforge.runtime.kernels._conv_layout import conv_to_nhwc, depthwise_nhwc, pointwise_from_nhwc, pointwise_to_nhwc
 
 Weights = tuple[np.ndarray, np.ndarray | None]

@@ -18,7 +18,7 @@ The factor ``a`` is linear in the Conv's input channels, so it moves into the we
 ``x - t`` rounds like ``a * x + b``, to float32 of the larger operand; the bias form rounds each output once
 more, at the scale of ``W' * max(x, t)``. Any ``a <= 0`` (a negative scale flips the relu's side; a zero one
 makes a constant channel) keeps the three steps, and so does a BN that folds into the Conv before it
-(``fusion.fold_conv_affine``).
+(``fusion_pairs.fold_conv_affine``).
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from onnxforge.runtime.fusion import (
     _NONE,
     FusionContext,
     StepSpec,
-    _conv_weights,
     _readers,
     _sole_reader,
 )
+from onnxforge.runtime.fusion_pairs import _conv_weights
 from onnxforge.runtime.kernels._relu import relu_into
 
 
@@ -50,7 +50,7 @@ def fold_preactivations(specs: list[StepSpec], ctx: FusionContext) -> list[StepS
             continue
         source = producer.get(bn.ins[0]) if bn.ins else None
         if source is not None and source.op == "Conv" and _sole_reader(bn.ins[0], readers, ctx) is not None:
-            continue  # a Conv's own BN folds into that Conv's weights (fusion.fold_conv_affine): better still
+            continue  # a Conv's own BN folds into that Conv's weights (fusion_pairs.fold_conv_affine): better still
         relu_index = _sole_reader(bn.outs[0], readers, ctx)
         if relu_index is None or relu_index in dropped:
             continue

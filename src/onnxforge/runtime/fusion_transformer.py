@@ -1,7 +1,7 @@
 """Plan-time rewrites for transformer blocks: Linear layers and attention cores (see fusion.py for the rules).
 
 - **Linear**: ``MatMul(X, W) + b`` with a constant float32 matrix ``W`` (K, N) and a constant bias of shape
-  (N,), optionally followed by the exact-GELU step ``_fuse_gelu`` built, is one step: ``X`` viewed as
+  (N,), optionally followed by the exact-GELU step ``fusion_pairs.fuse_gelu`` built, is one step: ``X`` viewed as
   (rows, K) is multiplied into a fresh (rows, N) buffer, then the bias is added and GELU applied in that
   buffer. With several intra-op threads the rows are cut into bands that run side by side
   (:func:`onnxforge.runtime.threads.parallel`, single-threaded BLAS per band), so the elementwise tail
@@ -62,7 +62,7 @@ def _merged_info(specs: list[StepSpec], members: list[int]) -> Any:
 
 
 def _is_gelu_step(spec: StepSpec) -> bool:
-    """The exact-GELU step of ``_fuse_gelu`` or an opset-20 ``Gelu`` node without the tanh approximation."""
+    """The exact-GELU step of ``fusion_pairs.fuse_gelu`` or an opset-20 ``Gelu`` node without the tanh approximation."""
     if len(spec.ins) != 1 or len(spec.outs) != 1:
         return False
     if spec.call is Gelu:
