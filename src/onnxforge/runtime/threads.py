@@ -28,9 +28,9 @@ from onnxforge.runtime import _pool
 
 _controller: ThreadpoolController | None = None
 _controller_lock = threading.Lock()
-# How many threads the kernels of the current run may use; 1 outside a run (and in kernels' own threads).
 # Below this many multiply-adds a product stays in the calling thread (see _im2col.PARALLEL_MIN_MACS).
 _MATMUL_PARALLEL_MIN_MACS = 6_000_000
+# How many threads the kernels of the current run may use; 1 outside a run (and in kernels' own threads).
 _WORKERS: contextvars.ContextVar[int] = contextvars.ContextVar("onnxforge_intra_op_workers", default=1)
 # Whether the current run pinned its caller, so that its workers may spin (see _pool.pin_caller).
 _SPINNING: contextvars.ContextVar[bool] = contextvars.ContextVar("onnxforge_spinning_run", default=False)
