@@ -86,8 +86,8 @@ def _collector_paused() -> Iterator[None]:
     Loading, optimizing and planning allocate hundreds of thousands of small objects that live as long as
     the build (onnx-ir graphs are full of cycles: nodes <-> values <-> graph). Every 700 allocations the
     collector walks the young ones, and every so often all of them: on shufflenet that was a third of the
-    build. Paused, the build's garbage waits for the first collection after it, which walks each object
-    once. Process-wide, like the collector itself; a concurrent build merely re-enables it early.
+    build. Paused, the build's objects are walked once, by the young-generation collection at the end.
+    Process-wide, like the collector itself; a concurrent build merely re-enables it early.
     """
     if not gc.isenabled():
         yield
@@ -97,6 +97,11 @@ def _collector_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+        # The build's garbage (the onnx-ir model and its weights, all cycles) is young: collect it now, in a
+        # few ms, instead of when some later allocation trips the collector. Otherwise back-to-back builds
+        # (a model reloaded, a test loop) each left a whole model behind: light ResNet-50 built seven times
+        # in a row grew RSS by 100 MB a build (250 -> 800 MB); now it stays at 113 MB.
+        gc.collect(0)
 
 
 def _has_kernel(domain: str, op_type: str, opset: int) -> bool:
@@ -222,7 +227,6 @@ class InferenceSession:
         model = optimize_for_level(
             load(), self._sess_options.graph_optimization_level, reload=load, inferred=None if inferred is None else inferred.graph
         )
-        self._model = model
         # The parsed protobuf holds every weight, and the plan reads them from the model (detaching it from the
         # protobuf): keep the protobuf's header only, so it can go before the plan packs the weights.
         self._proto_meta = proto = _header_of(proto)
@@ -239,6 +243,9 @@ class InferenceSession:
         self._profiler = Profiler() if self._sess_options.enable_profiling else None
         if self._sess_options.optimized_model_filepath:
             ir.save(model, self._sess_options.optimized_model_filepath)
+        # The session keeps the plan, not the model: onnx-ir graphs are cyclic (nodes <-> values), so a kept
+        # model, and every weight it holds, would outlive ``del session`` until the next full collection;
+        # with it gone a dropped session frees its memory at once, as onnxruntime's does.
 
     def _shapes_carry_over(self, unexpanded: bool, proto: onnx.ModelProto) -> bool:
         """Whether the shapes inferred while checking types are those of the model the optimizer gets: not
