@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import mmap
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,32 +15,45 @@ import onnx
 import onnx_ir as ir
 
 from onnxforge._errors import InvalidGraph, InvalidProtobuf, NoSuchFile
+from onnxforge.ir.wire import parse_with_weights_aside
 
 ModelSource = str | os.PathLike | bytes | onnx.ModelProto
 
 
 def load_model_proto(source: ModelSource) -> tuple[onnx.ModelProto, Path | None]:
     """Parse a path, bytes or ModelProto into a ModelProto (external data not yet loaded) and its folder."""
+    proto, base_dir, _ = _load_proto(source, weights_aside=False)
+    return proto, base_dir
+
+
+def _load_proto(
+    source: ModelSource, weights_aside: bool
+) -> tuple[onnx.ModelProto, Path | None, Mapping[str, np.ndarray]]:
+    """:func:`load_model_proto`; with ``weights_aside``, a file's big initializers come as arrays instead
+    (see :mod:`onnxforge.ir.wire`), their tensors in the protobuf left without data."""
     if isinstance(source, onnx.ModelProto):
-        return source, None
+        return source, None, {}
     if isinstance(source, (bytes, bytearray, memoryview)):
         proto = onnx.ModelProto()
         try:
             proto.ParseFromString(bytes(source))
         except (google.protobuf.message.DecodeError, ValueError) as exc:
             raise InvalidProtobuf(f"Load model from bytes failed: not an ONNX protobuf ({exc})") from exc
-        return proto, None
+        return proto, None, {}
     path = Path(os.fspath(source))
     if not path.is_file():
         raise NoSuchFile(f"Load model from {path} failed: file does not exist")
+    aside: Mapping[str, np.ndarray] = {}
     try:
-        if onnx.serialization.registry.get_format_from_file_extension(path.suffix) in (None, "protobuf"):
+        if onnx.serialization.registry.get_format_from_file_extension(path.suffix) not in (None, "protobuf"):
+            proto = onnx.load_model(str(path), load_external_data=False)  # a text format, known by the extension
+        elif weights_aside and path.stat().st_size:
+            proto, aside = parse_with_weights_aside(str(path))
+        else:
             proto = _parse_mapped(path)
-        else:  # a text format onnx knows by the file's extension
-            proto = onnx.load_model(str(path), load_external_data=False)
     except (google.protobuf.message.DecodeError, ValueError, RuntimeError) as exc:
         raise InvalidProtobuf(f"Load model from {path} failed: not an ONNX protobuf ({exc})") from exc
-    return proto, path.parent
+    return proto, path.parent, aside
 
 
 def _parse_mapped(path: Path) -> onnx.ModelProto:
@@ -126,6 +140,7 @@ class CheckedModel:
     base_dir: Path | None
     where: str
     has_external_data: bool
+    aside: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)  # initializer name -> array
 
     def to_ir(self) -> ir.Model:
         """The onnx-ir model, tensors referring to the protobuf's bytes (external data lazily mapped)."""
@@ -135,17 +150,23 @@ class CheckedModel:
             raise InvalidGraph(f"Load model from {self.where} failed: {exc}") from exc
         if self.base_dir is not None and self.has_external_data:  # set_base_dir walks every tensor
             ir.external_data.set_base_dir(model.graph, self.base_dir)
+        initializers = model.graph.initializers
+        for name, array in self.aside.items():
+            value = initializers.get(name)
+            if value is not None and value.const_value is not None:
+                tensor = value.const_value
+                value.const_value = ir.Tensor(array, dtype=tensor.dtype, name=name, doc_string=tensor.doc_string)
         return model
 
 
 def check_model(source: ModelSource, transform: Callable[[onnx.ModelProto], onnx.ModelProto] | None = None) -> CheckedModel:
     """Parse and check a model; ``transform`` rewrites the checked proto (the engine expands functions there)."""
-    proto, base_dir = load_model_proto(source)
+    proto, base_dir, aside = _load_proto(source, weights_aside=True)
     where = str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
     _check_proto(proto, where)
     has_external_data = check_external_data(proto, base_dir, where)
     engine_proto = transform(proto) if transform is not None else proto
-    return CheckedModel(proto, engine_proto, base_dir, where, has_external_data)
+    return CheckedModel(proto, engine_proto, base_dir, where, has_external_data, aside)
 
 
 def load_model(

@@ -18,10 +18,13 @@ from collections.abc import Iterable
 import onnx
 
 from onnxforge._errors import InvalidGraph
+from onnxforge.ir.wire import ASIDE_MIN_ELEMENTS
 
 # Problems that are not type errors: the engine reports unknown ops itself, with NotImplemented.
 _NOT_TYPE_ERRORS = ("No Op registered", "No opset import for domain", "is not a registered function/op")
-_KEEP_INITIALIZER_ELEMENTS = 4096
+# Bigger initializers reach inference as typed inputs: their values are never data-propagated, and the
+# loader leaves their data out of the protobuf (onnxforge.ir.wire), so the bound must be the loader's.
+_KEEP_INITIALIZER_ELEMENTS = ASIDE_MIN_ELEMENTS
 _GRAPH_KINDS = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
 
 
