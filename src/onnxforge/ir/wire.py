@@ -43,6 +43,8 @@ class _Unusual(Exception):
 
 
 def _varint(data: memoryview, at: int) -> tuple[int, int]:
+    if at < len(data) and data[at] < 0x80:  # most keys and small lengths: one byte
+        return data[at], at + 1
     value = shift = 0
     while True:
         if at >= len(data) or shift > 63:
@@ -119,8 +121,13 @@ def _graph_without_raw_data(
         if number != _GRAPH_INITIALIZER or wire_type != _LENGTH_DELIMITED:
             pieces.append(data[field_start:payload_end])
             continue
-        span = _raw_data_span(data, payload_start, payload_end)
-        if span is None or span[3] - span[2] <= ASIDE_MIN_ELEMENTS:  # fewer bytes than the bound's elements
+        # A tensor of fewer bytes than the bound's elements cannot qualify: no need to walk its fields.
+        span = (
+            _raw_data_span(data, payload_start, payload_end)
+            if payload_end - payload_start > ASIDE_MIN_ELEMENTS
+            else None
+        )
+        if span is None or span[3] - span[2] <= ASIDE_MIN_ELEMENTS:
             pieces.append(data[field_start:payload_end])
         else:
             cut_start, cut_end, raw_start, raw_end = span
