@@ -29,6 +29,11 @@ from onnxforge.runtime.threads import parallel, split, workers
 
 # Output bands of this size get their bias and activation while they are still in cache.
 _BAND_BYTES = 256 << 10
+# A pointwise conv's bands are larger: each band is one more small GEMM call, which cost more than the
+# cache misses it saves. 256 KB -> 1 MB, in-process A/B: mobilenetv2_b1 0.94-0.96x at 1 thread, 0.97-0.99x
+# at 2; squeezenet, shufflenet, resnet18_b1 0.97-1.01x. Kernel alone, NCHW in: 16 -> 96 channels at
+# 112x112 0.91x / 0.79x (1 / 2 threads), 24 -> 144 at 56x56 1.11x / 0.79x, 128 -> 512 at 28x28 0.95x / 0.92x.
+_POINTWISE_BAND_BYTES = 1 << 20
 
 Activation = Callable[[np.ndarray], np.ndarray]
 Conv = Callable[[np.ndarray], np.ndarray]
@@ -63,7 +68,7 @@ def pointwise_to_nhwc(w: np.ndarray, b: np.ndarray | None, activation: Activatio
     m, c = w.shape[:2]
     w_t = np.ascontiguousarray(w.reshape(m, c).T.astype(np.float32))
     bias = None if b is None or not b.any() else b.astype(np.float32)
-    band = max(64, _BAND_BYTES // (4 * m))
+    band = max(64, _POINTWISE_BAND_BYTES // (4 * m))
 
     def conv_pointwise_to_nhwc(x: np.ndarray) -> np.ndarray:
         _check(x, c, 1, "Conv (channels-last output)")
@@ -96,7 +101,7 @@ def pointwise_from_nhwc(w: np.ndarray, b: np.ndarray | None, activation: Activat
     m, c = w.shape[:2]
     w_t = np.ascontiguousarray(w.reshape(m, c).T.astype(np.float32))
     bias = None if b is None or not b.any() else b.astype(np.float32)
-    band = max(64, _BAND_BYTES // (4 * m))
+    band = max(64, _POINTWISE_BAND_BYTES // (4 * m))
 
     def conv_pointwise_from_nhwc(x: np.ndarray) -> np.ndarray:
         _check(x, c, 3, "Conv (channels-last input)")
