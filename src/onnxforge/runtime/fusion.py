@@ -24,7 +24,7 @@ from onnxforge.runtime.registry import KernelDef
 
 _NONE = 1  # plan.py's slot that always holds None (an omitted optional input)
 _RELU_PRODUCERS = frozenset({"Conv", "Add", "Sum", "BatchNormalization", "MatMul"})
-# The spec's default BatchNormalization epsilon, as a float32 value (see kernels/normalization.py).
+# The spec's default BatchNormalization epsilon, as a float32 value (see kernels/batch_norm.py).
 _BN_EPSILON = float(np.float32(1e-5))
 
 # Ops whose results depend on more than their inputs, or that run subgraphs: never evaluated at build time.

@@ -2,6 +2,7 @@
 
 from onnxforge.runtime.kernels import (  # noqa: F401 - imported for registration
     activation,
+    batch_norm,
     bitcast,
     control_flow,
     conv,
