@@ -91,10 +91,12 @@ def _rewrite(bn: StepSpec, relu: StepSpec, conv: StepSpec, ctx: FusionContext) -
     b = shift - mean * a
     spatial = (1,) * (w.ndim - 2)
     threshold = (-b / a).astype(np.float32).reshape(channels, *spatial)
-    new_w = (w * a.reshape(1, channels, *spatial)).astype(np.float32)
+    # In float32 with ``a`` rounded to it (at most an ulp from the float64 product): a float64 product and
+    # a float64 copy for the sums below cost DenseNet-121's session build ~10 ms of fresh memory.
+    new_w = w * a.astype(np.float32).reshape(1, channels, *spatial)
     unpadded = not any(conv.attrs.get("pads") or ()) and conv.attrs.get("auto_pad", "NOTSET") in ("NOTSET", "VALID")
     if unpadded:
-        per_channel = new_w.astype(np.float64).reshape(new_w.shape[0], channels, -1).sum(axis=2)
+        per_channel = new_w.reshape(new_w.shape[0], channels, -1).sum(axis=2, dtype=np.float64)
         shift = per_channel @ threshold.reshape(-1).astype(np.float64)
         bias = (bias.astype(np.float64) - shift).astype(np.float32)
     packed = conv.kdef.prepare([None, new_w, bias], **conv.attrs)

@@ -22,7 +22,7 @@ from onnxforge.runtime.kernels._spatial import prod, strided_view
 from onnxforge.runtime.threads import parallel, split, workers
 
 if TYPE_CHECKING:
-    from onnxforge.runtime.kernels.conv import PackedWeight
+    from onnxforge.runtime.kernels._packed_weight import PackedWeight
 
 # Size of one im2col band (see im2col).
 COLS_BYTES = 4 << 20
