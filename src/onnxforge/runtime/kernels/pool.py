@@ -18,6 +18,7 @@ from collections.abc import Callable
 import numpy as np
 
 from onnxforge._errors import InvalidArgument
+from onnxforge.runtime.kernels._pool_flat import max_windows_flat
 from onnxforge.runtime.kernels._pool_matrix import prepare_average_pool
 from onnxforge.runtime.kernels._pool_windows import max_windows_unpadded
 from onnxforge.runtime.kernels._spatial import (
@@ -92,7 +93,9 @@ def _max_pool(
     # ml_dtypes (bfloat16) arrays reduce through float32; max is exact in any wider type.
     xc = x if x.dtype.kind in "fiu" else x.astype(np.float32)
     if not with_indices:
-        y = max_windows_unpadded(xc, k, s, d, begins, out)
+        y = max_windows_flat(xc, k, s, d, begins, out)
+        if y is None:
+            y = max_windows_unpadded(xc, k, s, d, begins, out)
         if y is None:
             y = _reduce_windows(pad_for_windows(xc, begins, out, k, s, d, _lowest(xc.dtype)), k, s, d, out, np.maximum)
         return y if y.dtype == x.dtype else y.astype(x.dtype)

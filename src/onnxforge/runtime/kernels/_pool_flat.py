@@ -1,0 +1,92 @@
+"""MaxPool's 2-D window maximum as whole-array passes over flattened images.
+
+NumPy pays ~50 ns per inner loop, and a pass over strided rows of an NCHW image is one inner loop per row:
+the separable pool of a 64x112x112 image walks ~10,000 rows of 56-112 floats, which costs more than the
+arithmetic. Here a run of whole images, flattened, is reduced with contiguous 1-D passes instead::
+
+    A[q] = max_{j < kw} F[q + j]          (kw - 1 passes: every position's row window)
+    B[q] = max_{i < kh} A[q + i * W]      (kh - 1 passes: and its column window)
+
+which computes a window maximum at every position, ``s_h * s_w`` times more than the outputs need, at
+SIMD speed; the outputs are then one strided view of ``B`` (top-left corner ``q = r * W + c``), copied out.
+Positions whose window crosses a row or image edge hold junk, but only outputs whose whole window lies
+inside the image are read. So this path takes pools none of whose windows reach into the pads (unpadded
+ones, as in SqueezeNet, VGG, AlexNet); computing the edge strips of a padded pool apart, tap by tap, cost
+more than the flat passes saved. At 2 intra-op threads each thread pools half of the images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onnxforge.runtime.kernels._spatial import strided_view
+from onnxforge.runtime.threads import parallel, split, workers
+
+# Smaller inputs keep the row-wise path (_pool_windows): the flat passes' fixed costs would not pay.
+_MIN_SIZE = 50_000
+# Inputs of at least this many elements are split across the intra-op threads (see _pool_windows).
+_PARALLEL_MIN_SIZE = 100_000
+
+
+def _inside(n: int, k: int, s: int, begin: int, out: int) -> tuple[int, int]:
+    """The outputs ``[lo, hi)`` whose whole window ``[o * s - begin, o * s - begin + k)`` lies in ``[0, n)``."""
+    lo = -(-begin // s)
+    hi = min(out, (n - k + begin) // s + 1) if n >= k else 0
+    return lo, max(lo, hi)
+
+
+def max_windows_flat(
+    x: np.ndarray,
+    k: tuple[int, ...],
+    s: tuple[int, ...],
+    d: tuple[int, ...],
+    begins: tuple[int, ...],
+    out: tuple[int, ...],
+) -> np.ndarray | None:
+    """The window maxima of ``x`` (N, C, H, W), or None where this path does not apply: not 2-D, dilated,
+    not C-contiguous, small, or some window reaching into the pads."""
+    if len(k) != 2 or tuple(d) != (1, 1) or x.dtype.kind not in "fiu" or not x.flags.c_contiguous or x.size < _MIN_SIZE:
+        return None
+    (h, w), (oh, ow) = x.shape[2:], out
+    rows, cols = _inside(h, k[0], s[0], begins[0], oh), _inside(w, k[1], s[1], begins[1], ow)
+    if rows != (0, oh) or cols != (0, ow):
+        return None  # some window reaches into the pads (computing those edges apart cost more than it saved)
+    planes = x.shape[0] * x.shape[1]
+    xp = x.reshape(planes, h, w)
+    y = np.empty((*x.shape[:2], oh, ow), dtype=x.dtype)
+    yp = y.reshape(planes, oh, ow)
+    parts = min(workers(), planes) if x.size >= _PARALLEL_MIN_SIZE else 1
+    runs = split(planes, parts)
+    parallel([lambda p0=p0, p1=p1: _pool_run(xp[p0:p1], yp[p0:p1], k, s, begins, rows, cols) for p0, p1 in runs])
+    return y
+
+
+def _pool_run(
+    x: np.ndarray,
+    y: np.ndarray,
+    k: tuple[int, ...],
+    s: tuple[int, ...],
+    begins: tuple[int, ...],
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+) -> None:
+    """``y`` (P, oh, ow) = the window maxima of ``x`` (P, H, W), a contiguous run of whole images."""
+    (kh, kw), (sh, sw), (bh, bw) = k, s, begins
+    planes, h, w = x.shape
+    flat = x.reshape(-1)
+    a = np.maximum(flat[: flat.size - kw + 1], flat[1 : flat.size - kw + 2]) if kw > 1 else flat
+    for j in range(2, kw):
+        np.maximum(a, flat[j : j + a.size], out=a)
+    size = a.size - (kh - 1) * w
+    b = np.maximum(a[:size], a[w : w + size]) if kh > 1 else a
+    for i in range(2, kh):
+        np.maximum(b, a[i * w : i * w + size], out=b)
+    (r0, r1), (c0, c1) = rows, cols
+    item = b.itemsize
+    corners = strided_view(
+        b,
+        (planes, r1 - r0, c1 - c0),
+        (h * w * item, sh * w * item, sw * item),
+        ((r0 * sh - bh) * w + (c0 * sw - bw)) * item,
+    )
+    y[:, r0:r1, c0:c1] = corners

@@ -1,0 +1,96 @@
+"""MaxPool over flattened images (kernels/_pool_flat.py) equals the padded reference; pools whose windows
+read pads are left to the other paths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from onnxforge.runtime.kernels import _pool_flat, pool
+from onnxforge.runtime.kernels._spatial import pad_for_windows, pool_geometry
+from onnxforge.runtime.threads import blas_threads
+
+RNG = np.random.default_rng(11)
+
+# (kernel, strides, pads, ceil_mode) whose windows never reach into the pads: squeezenet's and VGG's
+# unpadded pools, stride 1, a 1-wide axis, uneven kernels, and an end pad that no window reads (61x57).
+GEOMETRIES = [
+    ((3, 3), (2, 2), (0, 0, 0, 0), 0),
+    ((2, 2), (2, 2), (0, 0, 0, 0), 0),
+    ((3, 3), (1, 1), (0, 0, 0, 0), 0),
+    ((1, 3), (1, 2), (0, 0, 0, 0), 0),
+    ((5, 4), (3, 2), (0, 0, 0, 0), 0),
+    ((3, 3), (2, 2), (0, 0, 1, 1), 0),
+]
+# Windows that read pads: a begin pad, an end pad that is read, ceil mode past the end.
+DECLINED = [
+    ((3, 3), (2, 2), (1, 1, 1, 1), 0),
+    ((2, 2), (2, 2), (0, 0, 1, 1), 0),
+    ((2, 2), (2, 2), (0, 0, 0, 0), 1),
+]
+
+
+def _reference(x: np.ndarray, kernel, strides, begins, out) -> np.ndarray:
+    low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+    padded = pad_for_windows(x, begins, out, kernel, strides, (1, 1), low)
+    return pool._reduce_windows(padded, kernel, strides, (1, 1), out, np.maximum)
+
+
+@pytest.mark.parametrize(("kernel", "strides", "pads", "ceil_mode"), GEOMETRIES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8])
+def test_flat_maxpool_equals_the_padded_reference(kernel, strides, pads, ceil_mode, dtype) -> None:
+    x = (RNG.standard_normal((2, 9, 61, 57)) * 40).astype(dtype)
+    low = -np.inf if x.dtype.kind == "f" else np.iinfo(dtype).min
+    x[0, 0, 0, :3] = low  # a border minimum must not let a pad or a neighbouring row's value leak in
+    x[1, 8, -1, -1] = 100 if dtype == np.int8 else 1e6  # the last element: a junk read past it would show
+    begins, _, out = pool_geometry("NOTSET", x.shape[2:], kernel, strides, (1, 1), pads, ceil_mode)
+    got = _pool_flat.max_windows_flat(x, kernel, strides, (1, 1), begins, out)
+    assert got is not None and got.dtype == dtype and got.shape == (2, 9, *out)
+    np.testing.assert_array_equal(got, _reference(x, kernel, strides, begins, out))
+    assert not np.shares_memory(got, x)
+
+
+@pytest.mark.parametrize(("kernel", "strides", "pads", "ceil_mode"), GEOMETRIES[:2])
+def test_runs_split_across_threads_equal_one_thread(kernel, strides, pads, ceil_mode) -> None:
+    x = RNG.standard_normal((1, 37, 90, 90)).astype(np.float32)  # 37 images: runs of unequal length
+    begins, _, out = pool_geometry("NOTSET", x.shape[2:], kernel, strides, (1, 1), pads, ceil_mode)
+    one = _pool_flat.max_windows_flat(x, kernel, strides, (1, 1), begins, out)
+    with blas_threads(2):
+        two = _pool_flat.max_windows_flat(x, kernel, strides, (1, 1), begins, out)
+    assert one is not None and two is not None
+    np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(one, _reference(x, kernel, strides, begins, out))
+
+
+@pytest.mark.parametrize(("kernel", "strides", "pads", "ceil_mode"), DECLINED)
+def test_pools_whose_windows_read_pads_are_declined(kernel, strides, pads, ceil_mode) -> None:
+    x = RNG.standard_normal((2, 9, 61, 57)).astype(np.float32)
+    begins, _, out = pool_geometry("NOTSET", x.shape[2:], kernel, strides, (1, 1), pads, ceil_mode)
+    assert _pool_flat.max_windows_flat(x, kernel, strides, (1, 1), begins, out) is None
+
+
+def test_the_path_declines_what_it_does_not_cover() -> None:
+    big = RNG.standard_normal((1, 8, 80, 80)).astype(np.float32)
+    geometry = ((3, 3), (2, 2), (1, 1), (0, 0), (39, 39))
+    assert _pool_flat.max_windows_flat(big, *geometry) is not None
+    assert _pool_flat.max_windows_flat(big, (3, 3), (2, 2), (2, 2), (0, 0), (38, 38)) is None  # dilated
+    assert _pool_flat.max_windows_flat(big[:, :, :, ::2], (3, 3), (2, 2), (1, 1), (0, 0), (39, 19)) is None  # strided
+    assert (
+        _pool_flat.max_windows_flat(big[:, :, :10, :10].copy(), (3, 3), (2, 2), (1, 1), (0, 0), (4, 4)) is None
+    )  # small
+
+
+def test_maxpool_node_uses_it_and_matches(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[bool] = []
+
+    def counted(*args):
+        result = _pool_flat.max_windows_flat(*args)
+        calls.append(result is not None)
+        return result
+
+    monkeypatch.setattr(pool, "max_windows_flat", counted)
+    x = RNG.standard_normal((1, 64, 111, 111)).astype(np.float32)  # squeezenet's first pool
+    got = pool.MaxPool_10(x, kernel_shape=[3, 3], strides=[2, 2])
+    assert calls == [True]
+    begins, _, out = pool_geometry("NOTSET", x.shape[2:], (3, 3), (2, 2), (1, 1), (0, 0, 0, 0), 0)
+    np.testing.assert_array_equal(got, _reference(x, (3, 3), (2, 2), begins, out))
