@@ -15,6 +15,7 @@ import onnx
 import onnx_ir as ir
 
 from onnxforge._errors import InvalidGraph, InvalidProtobuf, NoSuchFile
+from onnxforge.ir.text import text_errors
 from onnxforge.ir.wire import parse_with_weights_aside
 
 ModelSource = str | os.PathLike | bytes | onnx.ModelProto
@@ -165,7 +166,8 @@ def check_model(source: ModelSource, transform: Callable[[onnx.ModelProto], onnx
     where = str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
     _check_proto(proto, where)
     has_external_data = check_external_data(proto, base_dir, where)
-    engine_proto = transform(proto) if transform is not None else proto
+    with text_errors(proto, where):
+        engine_proto = transform(proto) if transform is not None else proto
     return CheckedModel(proto, engine_proto, base_dir, where, has_external_data, aside)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 import onnx
 
 from onnxforge._errors import InvalidGraph
+from onnxforge.ir.text import text_errors
 from onnxforge.ir.wire import ASIDE_MIN_ELEMENTS
 
 # Problems that are not type errors: the engine reports unknown ops itself, with NotImplemented.
@@ -104,7 +105,8 @@ def check_types(proto: onnx.ModelProto, where: str) -> onnx.ModelProto | None:
     """Raise InvalidGraph when onnx's type inference rejects the graph (as ORT does at load).
 
     Returns the inferred (view of the) model, with data propagation, when that inference succeeded."""
-    view = _inference_view(proto)
+    with text_errors(proto, where):
+        view = _inference_view(proto)
     try:
         return onnx.shape_inference.infer_shapes(view, check_type=True, strict_mode=True, data_prop=True)
     except Exception:  # noqa: BLE001 - decided by the check without data propagation, below
