@@ -60,3 +60,14 @@ def test_an_undecodable_value_name_nothing_trips_on_still_runs(tmp_path: Path) -
     path.write_bytes(data)
     (y,) = InferenceSession(str(path)).run(None, {"x": np.array([-1.0, 2.0], np.float32)})
     np.testing.assert_array_equal(y, [0.0, 2.0])
+
+
+def test_an_undecodable_producer_name_is_invalid_protobuf(tmp_path: Path) -> None:
+    proto = onnx.ModelProto()
+    proto.ParseFromString(_model_bytes())
+    proto.producer_name = "zproducer"
+    data = _corrupt(proto.SerializeToString(), "zproducer")
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(data)
+    with pytest.raises(InvalidProtobuf, match="model producer_name"):
+        InferenceSession(str(path))

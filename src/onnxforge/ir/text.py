@@ -19,6 +19,18 @@ from onnxforge._errors import InvalidProtobuf
 
 def non_utf8_field(proto: onnx.ModelProto) -> str | None:
     """Where the first name that protobuf could not decode as UTF-8 is, or None."""
+    header = [
+        ("producer_name", proto.producer_name),
+        ("producer_version", proto.producer_version),
+        ("domain", proto.domain),
+        ("doc_string", proto.doc_string),
+        ("graph doc_string", proto.graph.doc_string),
+    ]
+    header += [("opset_import domain", opset.domain) for opset in proto.opset_import]
+    header += [("metadata_props", text) for prop in proto.metadata_props for text in (prop.key, prop.value)]
+    for label, text in header:
+        if type(text) is not str:
+            return f"model {label} {text!r}"
     for function in proto.functions:
         for label, text in (("function name", function.name), ("function domain", function.domain)):
             if type(text) is not str:

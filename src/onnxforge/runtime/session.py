@@ -22,6 +22,7 @@ import onnxforge.runtime.kernels  # noqa: F401 - registers the built-in kernels
 from onnxforge._errors import Fail, InvalidArgument
 from onnxforge.ir.dtypes import np_dtype_for, proto_type_string
 from onnxforge.ir.load import ModelSource, check_model
+from onnxforge.ir.text import text_errors
 from onnxforge.runtime.branches import find_sections
 from onnxforge.runtime.expand import expand_functions
 from onnxforge.runtime.optimizer_hook import optimize_for_level
@@ -229,7 +230,8 @@ class InferenceSession:
         )
         # The parsed protobuf holds every weight, and the plan reads them from the model (detaching it from the
         # protobuf): keep the protobuf's header only, so it can go before the plan packs the weights.
-        self._proto_meta = proto = _header_of(proto)
+        with text_errors(proto, str(self._model_path or "bytes")):
+            self._proto_meta = proto = _header_of(proto)
         del load
         checked = None  # the cell ``load`` read it from: its last holder
         _tune_malloc(self._sess_options)
