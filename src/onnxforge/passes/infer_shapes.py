@@ -34,20 +34,36 @@ def _infer(proto: onnx.ModelProto) -> onnx.ModelProto:
     return onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
 
 
-def _merge(target: ir.Value, inferred: ir.Value) -> bool:
-    if not isinstance(inferred.type, ir.TensorType) or (target.type is not None and not isinstance(target.type, ir.TensorType)):
+def _merge(target: ir.Value, elem_type: int, dims: list[int | str | None] | None) -> bool:
+    """Take an inferred tensor type (``dims`` None: no shape) where inference knows more than ``target``.
+
+    Works on the inferred protobuf's numbers: building an onnx-ir value and shape for each of them, only to
+    find most equal to what the target has, was most of this pass's time."""
+    if target.type is not None and not isinstance(target.type, ir.TensorType):
         return False
     if target.is_graph_input() or (target.is_graph_output() and target.shape is not None):
         return False  # a declared signature is the caller's, not inference's
     changed = False
+    dtype = ir.DataType(elem_type)
     if target.type is None or target.dtype in (None, ir.DataType.UNDEFINED):
-        target.type = inferred.type
+        target.type = ir.TensorType(dtype)
         changed = True
-    if inferred.shape is not None and target.shape != inferred.shape and inferred.dtype == target.dtype:
-        if target.shape is None or len(target.shape) == len(inferred.shape):
-            target.shape = inferred.shape
+    if dims is not None and dtype == target.dtype:
+        current = target.shape
+        if current is None or (len(current) == len(dims) and not _same_dims(current, dims)):
+            target.shape = ir.Shape(dims)
             changed = True
     return changed
+
+
+def _same_dims(shape: ir.Shape, dims: list[int | str | None]) -> bool:
+    for have, want in zip(shape, dims):
+        if isinstance(have, int):
+            if have != want:
+                return False
+        elif isinstance(want, int) or getattr(have, "value", have) != want:
+            return False
+    return True
 
 
 def _proto_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
@@ -62,20 +78,14 @@ def _proto_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
                     yield from _proto_graphs(sub)
 
 
-def _tensor_value(info: onnx.ValueInfoProto) -> ir.Value:
-    """``ir.serde.deserialize_value_info_proto`` for a tensor, at a fraction of its cost (it is called for
-    every value of the model)."""
-    tensor_type = info.type.tensor_type
-    shape = None
-    if tensor_type.HasField("shape"):
-        shape = ir.Shape(
-            [dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or None) for dim in tensor_type.shape.dim]
-        )
-    return ir.Value(name=info.name, type=ir.TensorType(ir.DataType(tensor_type.elem_type)), shape=shape)
+def _dims(tensor_type: onnx.TypeProto.Tensor) -> list[int | str | None] | None:
+    if not tensor_type.HasField("shape"):
+        return None
+    return [dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or None) for dim in tensor_type.shape.dim]
 
 
 class _InferredTypes:
-    """A graph's inferred value types by name, turned into onnx-ir values only when asked for."""
+    """A graph's inferred tensor types by name, as (element type, dims or None)."""
 
     def __init__(self, graph: onnx.GraphProto) -> None:
         self._infos: dict[str, onnx.ValueInfoProto] = {}
@@ -83,15 +93,16 @@ class _InferredTypes:
             self._infos[info.name] = info
         self._tensors = {tensor.name: tensor for tensor in graph.initializer if tensor.name not in self._infos}
 
-    def get(self, name: str) -> ir.Value | None:
+    def get(self, name: str) -> tuple[int, list[int | str | None] | None] | None:
         info = self._infos.get(name)
         if info is not None:
             if info.type.WhichOneof("value") != "tensor_type":
                 return None  # only tensor types are merged (and onnx-ir cannot read map types)
-            return _tensor_value(info)
+            tensor_type = info.type.tensor_type
+            return tensor_type.elem_type, _dims(tensor_type)
         tensor = self._tensors.get(name)
         if tensor is not None:
-            return ir.Value(name=name, type=ir.TensorType(ir.DataType(tensor.data_type)), shape=ir.Shape(list(tensor.dims)))
+            return tensor.data_type, list(tensor.dims)
         return None
 
 
@@ -118,6 +129,6 @@ def apply_inferred(model: ir.Model, inferred: onnx.GraphProto) -> bool:
         known = _InferredTypes(graph_proto)
         for name, value in ir.convenience.create_value_mapping(graph, include_subgraphs=False).items():
             match = known.get(name)
-            if match is not None and _merge(value, match):
+            if match is not None and _merge(value, *match):
                 modified = True
     return modified
