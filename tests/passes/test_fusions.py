@@ -4,6 +4,7 @@ becomes Gemm; Pad moves into Conv/Pool. Each checks op counts and numbers before
 from __future__ import annotations
 
 import numpy as np
+import onnx_ir as ir
 import pytest
 from onnx import helper
 
@@ -29,7 +30,9 @@ def _bn_inits(prefix: str, channels: int) -> list[object]:
 
 
 def _bn(x: str, y: str, prefix: str = "bn_") -> object:
-    return helper.make_node("BatchNormalization", [x, f"{prefix}s", f"{prefix}b", f"{prefix}m", f"{prefix}v"], [y], epsilon=1e-3)
+    return helper.make_node(
+        "BatchNormalization", [x, f"{prefix}s", f"{prefix}b", f"{prefix}m", f"{prefix}v"], [y], epsilon=1e-3
+    )
 
 
 @pytest.mark.parametrize("with_bias", [True, False])
@@ -49,7 +52,13 @@ def test_conv_bn(with_bias: bool, group: int) -> None:
 
 @pytest.mark.parametrize(
     ("op", "shape", "swap"),
-    [("Mul", (6, 1, 1), False), ("Mul", (1, 6, 1, 1), True), ("Add", (6, 1, 1), True), ("Sub", (), False), ("Div", (6, 1, 1), False)],
+    [
+        ("Mul", (6, 1, 1), False),
+        ("Mul", (1, 6, 1, 1), True),
+        ("Add", (6, 1, 1), True),
+        ("Sub", (), False),
+        ("Div", (6, 1, 1), False),
+    ],
 )
 def test_conv_per_channel_affine(op: str, shape: tuple[int, ...], swap: bool) -> None:
     c = RNG.uniform(0.5, 2, shape).astype(np.float32)
@@ -145,7 +154,11 @@ def test_pad_into_conv_and_pool(consumer: str, attrs: dict[str, object], value: 
         [helper.make_node("Pad", ["x", "pads", "v"], ["p"]), helper.make_node(consumer, inputs, ["y"], **attrs)],
         [tensor_info("x", F, [1, 3, 6, 6])],
         [tensor_info("y", F, None)],
-        [init("pads", np.array([0, 0, 1, 2, 0, 0, 1, 1], dtype=np.int64)), init("v", np.float32(value)), init("w", rand(2, 3, 1, 1))],
+        [
+            init("pads", np.array([0, 0, 1, 2, 0, 0, 1, 1], dtype=np.int64)),
+            init("v", np.float32(value)),
+            init("w", rand(2, 3, 1, 1)),
+        ],
     )
     result, modified = apply(model, FusePadIntoConvPoolPass())
     assert modified and ops(cleaned(result)) == {consumer: 1}
@@ -157,7 +170,11 @@ def test_pad_with_nonzero_value_stays_before_conv() -> None:
         [helper.make_node("Pad", ["x", "pads", "v"], ["p"]), helper.make_node("Conv", ["p", "w"], ["y"])],
         [tensor_info("x", F, [1, 3, 6, 6])],
         [tensor_info("y", F, [1, 2, 8, 8])],
-        [init("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64)), init("v", np.float32(1.0)), init("w", rand(2, 3, 1, 1))],
+        [
+            init("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64)),
+            init("v", np.float32(1.0)),
+            init("w", rand(2, 3, 1, 1)),
+        ],
     )
     _, modified = apply(model, FusePadIntoConvPoolPass())
     assert not modified
@@ -174,9 +191,61 @@ def test_fused_nodes_keep_the_names_of_what_they_absorbed() -> None:
         ],
         [tensor_info("x", F, [1, 3, 6, 6])],
         [tensor_info("y", F, None)],
-        [init("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64)), init("w", rand(2, 3, 3, 3)), *_bn_inits("bn_", 2)],
+        [
+            init("pads", np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64)),
+            init("w", rand(2, 3, 3, 3)),
+            *_bn_inits("bn_", 2),
+        ],
     )
     model.graph.node[2].name = "bn"
     result, _ = apply(model, FusePadIntoConvPoolPass(), FuseConvBatchNormPass())
     (conv,) = list(cleaned(result).graph)
     assert conv.name == "conv" and conv.meta[ABSORBED] == ["pad", "bn"]
+
+
+def test_conv_bn_then_mul_rescales_the_folded_weight_in_place() -> None:
+    """The Mul after Conv+BN scales the array the BN fold made (no second copy); the numbers stay right."""
+    model = make_model(
+        [
+            helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+            _bn("c", "b"),
+            helper.make_node("Mul", ["b", "k"], ["y"]),
+        ],
+        [tensor_info("x", F, [1, 4, 6, 6])],
+        [tensor_info("y", F, [1, 6, 6, 6])],
+        [
+            init("w", rand(6, 4, 3, 3, seed=7)),
+            init("k", RNG.uniform(0.5, 2, (6, 1, 1)).astype(np.float32)),
+            *_bn_inits("bn_", 6),
+        ],
+    )
+    after_bn, _ = apply(model, FuseConvBatchNormPass())
+    folded = next(node for node in after_bn.graph if node.op_type == "Conv").inputs[1]
+    folded_array = folded.const_value.numpy()
+    before = folded_array.copy()
+    result, modified = apply(model, FuseConvBatchNormPass(), FuseConvAffinePass())
+    assert modified and ops(cleaned(result)) == {"Conv": 1}
+    assert_same_outputs(model, result, {"x": rand(1, 4, 6, 6)}, rtol=1e-4, atol=1e-4)
+    # On the model of the first apply: the affine fold rewrites the BN fold's array itself.
+    FuseConvAffinePass()(after_bn)
+    conv = next(node for node in after_bn.graph if node.op_type == "Conv")
+    assert conv.inputs[1].const_value.numpy() is folded_array
+    assert not np.array_equal(folded_array, before)
+
+
+def test_a_given_weight_is_never_rescaled_in_place() -> None:
+    """Only arrays a fold made are written: a writable array the caller gave (add_initializer) stays as given."""
+    model = make_model(
+        [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Mul", ["c", "k"], ["y"])],
+        [tensor_info("x", F, [2, 3, 5, 5])],
+        [tensor_info("y", F, [2, 6, 3, 3])],
+        [init("w", rand(6, 3, 3, 3, seed=4)), init("k", RNG.uniform(0.5, 2, (6, 1, 1)).astype(np.float32))],
+    )
+    ir_model, _ = apply(model)
+    given = rand(6, 3, 3, 3, seed=5)
+    ir_model.graph.initializers["w"].const_value = ir.Tensor(given)
+    kept = given.copy()
+    assert FuseConvAffinePass()(ir_model).modified
+    np.testing.assert_array_equal(given, kept)
+    conv = next(node for node in ir_model.graph if node.op_type == "Conv")
+    assert conv.inputs[1].const_value.numpy() is not given

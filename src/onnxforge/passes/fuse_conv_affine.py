@@ -18,7 +18,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxforge.passes._util import Names, alive, all_nodes, channel_vector, const_array, is_onnx_op, single_user
-from onnxforge.passes.fuse_conv_bn import conv_weights, replace_conv, scaled_weight
+from onnxforge.passes.fuse_conv_bn import FOLDED_WEIGHT, conv_weights, replace_conv, scaled_weight
 
 
 def per_channel_operand(node: ir.Node, producer_value: ir.Value, out_rank: int, channels: int) -> np.ndarray | None:
@@ -55,6 +55,19 @@ def apply_affine(op_type: str, scale: np.ndarray, shift: np.ndarray, c: np.ndarr
     return scale, shift - c
 
 
+def _folded_for(conv: ir.Node) -> bool:
+    """Whether ``conv``'s weight is an array a fold made (``FOLDED_WEIGHT``) that nothing else reads: never
+    a loaded or user-given array, nor one shared with another node (initializer deduplication)."""
+    value = conv.inputs[1]
+    if value is None or value.const_value is None or value.is_graph_input() or value.is_graph_output():
+        return False
+    meta = getattr(value.const_value, "meta", None)
+    if meta is None or not meta.get(FOLDED_WEIGHT) or len(value.uses()) != 1:
+        return False
+    array = value.const_value.numpy()
+    return isinstance(array, np.ndarray) and array.flags.writeable and array.flags.owndata
+
+
 class FuseConvAffinePass(ir.passes.InPlacePass):
     """Fold a per-channel constant Mul/Add/Sub/Div that follows a Conv into its weights and bias."""
 
@@ -77,9 +90,14 @@ class FuseConvAffinePass(ir.passes.InPlacePass):
                     continue
                 ones = np.ones(weight.shape[0])
                 scale, shift = apply_affine(node.op_type, ones, bias.astype(np.float64), c.astype(np.float64))
-                # Add and Sub leave the weight as it is: the Conv keeps reading the same initializer.
-                new_weight = scaled_weight(weight, scale) if node.op_type in ("Mul", "Div") else None
+                # Add and Sub leave the weight as it is: the Conv keeps reading the same initializer. So does a
+                # weight an earlier fold made for this Conv alone, rescaled in place once the Conv is rebuilt.
+                scales = node.op_type in ("Mul", "Div")
+                in_place = scales and _folded_for(conv)
+                new_weight = scaled_weight(weight, scale) if scales and not in_place else None
                 if replace_conv(conv, new_weight, shift.astype(weight.dtype), node.outputs[0], node, names):
+                    if in_place:
+                        scaled_weight(weight, scale, out=weight)
                     fused += 1
                     break
         return ir.passes.PassResult(model, modified=fused > 0)

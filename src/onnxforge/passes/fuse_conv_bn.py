@@ -45,7 +45,12 @@ def conv_weights(conv: ir.Node) -> tuple[np.ndarray, np.ndarray] | None:
     return weight, bias
 
 
-def scaled_weight(weight: np.ndarray, scale: np.ndarray) -> np.ndarray:
+# Tensor.meta key marking a weight array a fold made (in memory only): a later fold of the same Conv may
+# rescale it in place rather than allocate another copy (see fuse_conv_affine).
+FOLDED_WEIGHT = "onnxforge.folded_weight"
+
+
+def scaled_weight(weight: np.ndarray, scale: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``weight * scale`` (``scale`` per output channel, along axis 0), in ``weight``'s type.
 
     A float32 (or wider) weight is multiplied in its own type, by ``scale`` rounded to it: at most one ulp
@@ -55,8 +60,8 @@ def scaled_weight(weight: np.ndarray, scale: np.ndarray) -> np.ndarray:
     compute = np.promote_types(weight.dtype, np.float32)
     factor = scale.astype(compute).reshape((-1,) + (1,) * (weight.ndim - 1))
     if compute == weight.dtype:
-        return np.multiply(weight, factor)
-    out = np.empty_like(weight)
+        return np.multiply(weight, factor, out=out)
+    out = np.empty_like(weight) if out is None else out
     np.multiply(weight, factor, out=out, dtype=compute, casting="same_kind")
     return out
 
@@ -70,6 +75,8 @@ def replace_conv(
     assert graph is not None and conv.inputs[1] is not None
     base = conv.inputs[1].name or "conv"
     w = conv.inputs[1] if weight is None else make_initializer(graph, weight, names, f"{base}_fused")
+    if weight is not None and w.const_value is not None:
+        w.const_value.meta[FOLDED_WEIGHT] = True
     b = make_initializer(graph, bias, names, f"{base}_fused_bias")
     if not rebuild(conv, [conv.inputs[0], w, b], before=before, replaces=replaces, absorbs=[before]):
         return False
