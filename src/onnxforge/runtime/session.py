@@ -228,6 +228,9 @@ class InferenceSession:
         model = optimize_for_level(
             load(), self._sess_options.graph_optimization_level, reload=load, inferred=None if inferred is None else inferred.graph
         )
+        # ``model`` stays a local: the session keeps the plan, not the model. onnx-ir graphs are cyclic (nodes
+        # <-> values), so a kept model, and every weight it holds, would outlive ``del session`` until the next
+        # full collection; without it a dropped session frees its memory at once, as onnxruntime's does.
         # The parsed protobuf holds every weight, and the plan reads them from the model (detaching it from the
         # protobuf): keep the protobuf's header only, so it can go before the plan packs the weights.
         with text_errors(proto, str(self._model_path or "bytes")):
@@ -245,9 +248,6 @@ class InferenceSession:
         self._profiler = Profiler() if self._sess_options.enable_profiling else None
         if self._sess_options.optimized_model_filepath:
             ir.save(model, self._sess_options.optimized_model_filepath)
-        # The session keeps the plan, not the model: onnx-ir graphs are cyclic (nodes <-> values), so a kept
-        # model, and every weight it holds, would outlive ``del session`` until the next full collection;
-        # with it gone a dropped session frees its memory at once, as onnxruntime's does.
 
     def _shapes_carry_over(self, unexpanded: bool, proto: onnx.ModelProto) -> bool:
         """Whether the shapes inferred while checking types are those of the model the optimizer gets: not
