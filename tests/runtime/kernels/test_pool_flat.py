@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from onnxforge.runtime.kernels import _pool_flat, pool
+from onnxforge.runtime.kernels import _pool_flat, max_pool, pool
 from onnxforge.runtime.kernels._spatial import pad_for_windows, pool_geometry
 from onnxforge.runtime.threads import blas_threads
 
@@ -33,7 +33,7 @@ DECLINED = [
 def _reference(x: np.ndarray, kernel, strides, begins, out) -> np.ndarray:
     low = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
     padded = pad_for_windows(x, begins, out, kernel, strides, (1, 1), low)
-    return pool._reduce_windows(padded, kernel, strides, (1, 1), out, np.maximum)
+    return pool.reduce_windows(padded, kernel, strides, (1, 1), out, np.maximum)
 
 
 @pytest.mark.parametrize(("kernel", "strides", "pads", "ceil_mode"), GEOMETRIES)
@@ -88,9 +88,9 @@ def test_maxpool_node_uses_it_and_matches(monkeypatch: pytest.MonkeyPatch) -> No
         calls.append(result is not None)
         return result
 
-    monkeypatch.setattr(pool, "max_windows_flat", counted)
+    monkeypatch.setattr(max_pool, "max_windows_flat", counted)
     x = RNG.standard_normal((1, 64, 111, 111)).astype(np.float32)  # squeezenet's first pool
-    got = pool.MaxPool_10(x, kernel_shape=[3, 3], strides=[2, 2])
+    got = max_pool.MaxPool_10(x, kernel_shape=[3, 3], strides=[2, 2])
     assert calls == [True]
     begins, _, out = pool_geometry("NOTSET", x.shape[2:], (3, 3), (2, 2), (1, 1), (0, 0, 0, 0), 0)
     np.testing.assert_array_equal(got, _reference(x, (3, 3), (2, 2), begins, out))

@@ -103,7 +103,7 @@ def test_maxpool_without_padding_copies_equals_the_padded_kernel(
         got = _pool_windows.max_windows_unpadded(x, kernel, strides, dilations, begins, out)
         low = -np.inf if dtype == np.float32 else -128
         padded = pad_for_windows(x, begins, out, kernel, strides, dilations, low)
-        want = pool._reduce_windows(padded, kernel, strides, dilations, out, np.maximum)
+        want = pool.reduce_windows(padded, kernel, strides, dilations, out, np.maximum)
         assert got is not None and got.dtype == dtype
         np.testing.assert_array_equal(got, want)
         assert not np.shares_memory(got, x)

@@ -18,6 +18,7 @@ from onnxforge.runtime.kernels import (  # noqa: F401 - imported for registratio
     logic,
     loss,
     math_unary,
+    max_pool,
     misc_ops,
     ml,
     ml_linear,

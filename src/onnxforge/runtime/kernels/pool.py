@@ -1,41 +1,34 @@
 """Window pools: ``Y[n, c, o] = reduce_{j < kernel} Xpad[n, c, o * strides + j * dilations]``.
 
-MaxPool reduces with max (padding is -inf), AveragePool with a sum divided by the number of counted
-positions (pads count only with count_include_pad; positions past the declared end pad never do),
-LpPool with ``(sum |x|^p)^(1/p)`` (padding adds 0). Max and sum are separable, so each spatial axis is
-reduced in turn over its k shifted strided slices: k1 + k2 + ... whole-tensor ops instead of k1 * k2 *
-..., and no Python loop over pixels. MaxPool's Indices output needs the joint argmax instead, so it walks
-every kernel position, keeping the first maximum in row-major window order (as onnxruntime does).
-
-Global pools, MaxUnpool and MaxRoiPool live in ``pool_special``.
+AveragePool reduces with a sum divided by the number of counted positions (pads count only with
+count_include_pad; positions past the declared end pad never do), LpPool with ``(sum |x|^p)^(1/p)``
+(padding adds 0). Sums are separable, so each spatial axis is reduced in turn over its k shifted strided
+slices: k1 + k2 + ... whole-tensor ops instead of k1 * k2 * ..., and no Python loop over pixels.
+:func:`window_geometry` and :func:`reduce_windows` are shared with MaxPool (``max_pool.py``); global pools,
+MaxUnpool and MaxRoiPool live in ``pool_special``.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 
 import numpy as np
 
 from onnxforge._errors import InvalidArgument
-from onnxforge.runtime.kernels._pool_flat import max_windows_flat
 from onnxforge.runtime.kernels._pool_matrix import prepare_average_pool
-from onnxforge.runtime.kernels._pool_windows import max_windows_unpadded
 from onnxforge.runtime.kernels._spatial import (
     compute_dtype,
     pad_for_windows,
     pool_geometry,
-    prod,
     spatial_params,
     window_counts,
-    window_slice,
 )
 from onnxforge.runtime.registry import kernel
 
 Ints = tuple[int, ...]
 
 
-def _geometry(
+def window_geometry(
     x: np.ndarray,
     kernel_shape: list[int] | None,
     strides: list[int] | None,
@@ -54,7 +47,7 @@ def _geometry(
     return k, s, d, begins, ends, out
 
 
-def _reduce_windows(xp: np.ndarray, k: Ints, s: Ints, d: Ints, out: Ints, op: Callable[..., np.ndarray]) -> np.ndarray:
+def reduce_windows(xp: np.ndarray, k: Ints, s: Ints, d: Ints, out: Ints, op: Callable[..., np.ndarray]) -> np.ndarray:
     """Separable window reduction of a padded input, one spatial axis at a time."""
     y = xp
     for axis in range(len(k)):
@@ -73,143 +66,6 @@ def _reduce_windows(xp: np.ndarray, k: Ints, s: Ints, d: Ints, out: Ints, op: Ca
     return y
 
 
-def _lowest(dtype: np.dtype) -> float | int:
-    return np.iinfo(dtype).min if dtype.kind in "iu" else -np.inf
-
-
-def _max_pool(
-    x: np.ndarray,
-    *,
-    auto_pad: str,
-    ceil_mode: int,
-    dilations: list[int] | None,
-    kernel_shape: list[int] | None,
-    pads: list[int] | None,
-    storage_order: int,
-    strides: list[int] | None,
-    with_indices: bool,
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    k, s, d, begins, _, out = _geometry(x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
-    # ml_dtypes (bfloat16) arrays reduce through float32; max is exact in any wider type.
-    xc = x if x.dtype.kind in "fiu" else x.astype(np.float32)
-    if not with_indices:
-        y = max_windows_flat(xc, k, s, d, begins, out)
-        if y is None:
-            y = max_windows_unpadded(xc, k, s, d, begins, out)
-        if y is None:
-            y = _reduce_windows(pad_for_windows(xc, begins, out, k, s, d, _lowest(xc.dtype)), k, s, d, out, np.maximum)
-        return y if y.dtype == x.dtype else y.astype(x.dtype)
-    xp = pad_for_windows(xc, begins, out, k, s, d, _lowest(xc.dtype))
-    best: np.ndarray | None = None
-    which = np.zeros((*x.shape[:2], *out), dtype=np.int64)
-    offsets = list(itertools.product(*(range(ki) for ki in k)))
-    for index, offset in enumerate(offsets):
-        view = xp[window_slice(offset, out, s, d)]
-        if best is None:
-            best = view.copy()
-            continue
-        better = view > best
-        np.copyto(best, view, where=better)
-        which[better] = index
-    assert best is not None
-    return (best if best.dtype == x.dtype else best.astype(x.dtype)), _max_indices(
-        which, x.shape, k, s, d, begins, out, storage_order
-    )
-
-
-def _max_indices(
-    which: np.ndarray, shape: Ints, k: Ints, s: Ints, d: Ints, begins: Ints, out: Ints, storage_order: int
-) -> np.ndarray:
-    """Flat indices into X of the chosen window positions (column-major spatial dims if storage_order=1)."""
-    spatial = shape[2:]
-    rank = len(k)
-    coords = np.unravel_index(which, k)
-    if storage_order:
-        steps = [prod(spatial[:i]) for i in range(rank)]
-    else:
-        steps = [prod(spatial[i + 1 :]) for i in range(rank)]
-    n, c = shape[:2]
-    flat = (np.arange(n * c, dtype=np.int64) * prod(spatial)).reshape(n, c, *(1,) * rank)
-    for axis in range(rank):
-        grid_shape = [1] * rank
-        grid_shape[axis] = out[axis]
-        origin = (np.arange(out[axis], dtype=np.int64) * s[axis] - begins[axis]).reshape(grid_shape)
-        flat = flat + (origin + coords[axis] * d[axis]) * steps[axis]
-    return flat
-
-
-@kernel("MaxPool", since=1)
-def MaxPool_1(
-    X: np.ndarray,
-    *,
-    auto_pad: str = "NOTSET",
-    kernel_shape: list[int] | None = None,
-    pads: list[int] | None = None,
-    strides: list[int] | None = None,
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    return _max_pool(
-        X,
-        auto_pad=auto_pad,
-        ceil_mode=0,
-        dilations=None,
-        kernel_shape=kernel_shape,
-        pads=pads,
-        storage_order=0,
-        strides=strides,
-        with_indices=False,
-    )
-
-
-@kernel("MaxPool", since=8)
-def MaxPool_8(
-    X: np.ndarray,
-    *,
-    auto_pad: str = "NOTSET",
-    kernel_shape: list[int] | None = None,
-    pads: list[int] | None = None,
-    storage_order: int = 0,
-    strides: list[int] | None = None,
-    _num_outputs: int = 1,
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    return _max_pool(
-        X,
-        auto_pad=auto_pad,
-        ceil_mode=0,
-        dilations=None,
-        kernel_shape=kernel_shape,
-        pads=pads,
-        storage_order=storage_order,
-        strides=strides,
-        with_indices=_num_outputs > 1,
-    )
-
-
-@kernel("MaxPool", since=10)
-def MaxPool_10(
-    X: np.ndarray,
-    *,
-    auto_pad: str = "NOTSET",
-    ceil_mode: int = 0,
-    dilations: list[int] | None = None,
-    kernel_shape: list[int] | None = None,
-    pads: list[int] | None = None,
-    storage_order: int = 0,
-    strides: list[int] | None = None,
-    _num_outputs: int = 1,
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    return _max_pool(
-        X,
-        auto_pad=auto_pad,
-        ceil_mode=ceil_mode,
-        dilations=dilations,
-        kernel_shape=kernel_shape,
-        pads=pads,
-        storage_order=storage_order,
-        strides=strides,
-        with_indices=_num_outputs > 1,
-    )
-
-
 def _sum_pool(
     x: np.ndarray,
     *,
@@ -223,12 +79,12 @@ def _sum_pool(
     p: float | None = None,
 ) -> np.ndarray:
     """AveragePool (``p is None``; divided by the counted positions) or LpPool (``p``-norm of each window)."""
-    k, s, d, begins, ends, out = _geometry(x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
+    k, s, d, begins, ends, out = window_geometry(x, kernel_shape, strides, dilations, pads, auto_pad, ceil_mode)
     xc = x.astype(compute_dtype(x.dtype), copy=False)
     if p is not None:
         xc = np.square(xc) if p == 2 else (np.abs(xc) if p == 1 else np.abs(xc) ** p)
     xp = pad_for_windows(xc, begins, out, k, s, d, 0)
-    y = _reduce_windows(xp, k, s, d, out, np.add)
+    y = reduce_windows(xp, k, s, d, out, np.add)
     if p is None:
         divisor: np.ndarray | None = None
         for axis, n in enumerate(x.shape[2:]):
