@@ -10,7 +10,7 @@ turns it into ``InvalidProtobuf`` naming the field, and lets any other error thr
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import onnx
 
@@ -56,8 +56,8 @@ def _in_graph(graph: onnx.GraphProto, where: str) -> str | None:
     return _in_nodes(graph.node, where)
 
 
-def _in_nodes(nodes: Iterator[onnx.NodeProto] | object, where: str) -> str | None:
-    for index, node in enumerate(nodes):  # type: ignore[arg-type]
+def _in_nodes(nodes: Iterable[onnx.NodeProto], where: str) -> str | None:
+    for index, node in enumerate(nodes):
         fields = (("op_type", node.op_type), ("domain", node.domain), ("name", node.name))
         texts = (*fields, *(("input", t) for t in node.input), *(("output", t) for t in node.output))
         for label, text in texts:

@@ -215,7 +215,8 @@ class InferenceSession:
         self._model_path = path_or_bytes if isinstance(path_or_bytes, (str, os.PathLike)) else None
         checked = check_model(path_or_bytes, transform=lambda p: expand_functions(p, _has_kernel))
         proto = checked.proto
-        inferred = check_types(proto, str(self._model_path or "bytes"))
+        where = str(self._model_path or "bytes")
+        inferred = check_types(proto, where)
         if inferred is not None and not self._shapes_carry_over(checked.engine_proto is proto, proto):
             inferred = None
 
@@ -233,7 +234,7 @@ class InferenceSession:
         # full collection; without it a dropped session frees its memory at once, as onnxruntime's does.
         # The parsed protobuf holds every weight, and the plan reads them from the model (detaching it from the
         # protobuf): keep the protobuf's header only, so it can go before the plan packs the weights.
-        with text_errors(proto, str(self._model_path or "bytes")):
+        with text_errors(proto, where):
             self._proto_meta = proto = _header_of(proto)
         del load
         checked = None  # the cell ``load`` read it from: its last holder
