@@ -164,3 +164,38 @@ def test_pointwise_layout_convs_on_few_pixels_use_both_threads(to_nhwc: bool, mo
         got = pointwise_from_nhwc(w, b, None)(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     assert split_into == [2]
+
+
+@pytest.mark.parametrize("to_nhwc", [True, False])
+@pytest.mark.parametrize("with_bias", [True, False])
+@pytest.mark.parametrize("with_relu", [True, False])
+def test_pointwise_layout_convs_add_bias_before_the_activation(to_nhwc: bool, with_bias: bool, with_relu: bool) -> None:
+    # The bias rides in the GEMM (to NHWC) or in the transposing copy (from NHWC, no activation): either way it
+    # must land before the activation, in every band, for several images.
+    m, c = 20, 7
+    w = RNG.standard_normal((m, c, 1, 1)).astype(np.float32)
+    b = RNG.standard_normal(m).astype(np.float32) if with_bias else None
+    x = RNG.standard_normal((3, c, 33, 35)).astype(np.float32)
+    want = np.einsum("mc,nchw->nmhw", w[:, :, 0, 0], x) + (0 if b is None else b[:, None, None])
+    if with_relu:
+        want = np.maximum(want, 0)
+    activation = (lambda y: np.maximum(y, 0, out=y)) if with_relu else None
+    if to_nhwc:
+        got = pointwise_to_nhwc(w, b, activation)(x).transpose(0, 3, 1, 2)
+    else:
+        got = pointwise_from_nhwc(w, b, activation)(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
+    assert got.shape == (3, m, 33, 35) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_nhwc_adds_its_bias_to_every_row_before_the_activation(stride: int) -> None:
+    c = 5
+    w = RNG.standard_normal((c, 1, 3, 3)).astype(np.float32)
+    b = RNG.standard_normal(c).astype(np.float32)
+    x = RNG.standard_normal((2, c, 13, 10)).astype(np.float32)
+    conv = depthwise_nhwc(w, b, (stride, stride), (1, 1), (1, 1), lambda y: np.minimum(y, 0.5, out=y))
+    got = conv(np.ascontiguousarray(x.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
+    want = np.minimum(_conv(x, PackedWeight(w, c), b, "NOTSET", [1, 1, 1, 1], [stride, stride], None), 0.5)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
