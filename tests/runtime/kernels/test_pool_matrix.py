@@ -14,7 +14,14 @@ RNG = np.random.default_rng(5)
 
 
 def _direct(x: np.ndarray, attrs: dict[str, Any]) -> np.ndarray:
-    full = {"auto_pad": "NOTSET", "ceil_mode": 0, "count_include_pad": 0, "dilations": None, "pads": None, "strides": None}
+    full = {
+        "auto_pad": "NOTSET",
+        "ceil_mode": 0,
+        "count_include_pad": 0,
+        "dilations": None,
+        "pads": None,
+        "strides": None,
+    }
     return _sum_pool(x, **{**full, **attrs})
 
 
@@ -46,6 +53,52 @@ def test_both_paths_are_taken() -> None:
     large = _pool_matrix._Products((1, 2, 20, 20), np.dtype(np.float32), attrs)
     assert small.merged is not None and small.merged.shape == (49, 49)
     assert large.merged is None and large.rows.shape == (20, 20)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "shape"),
+    [
+        ((2, 2), (2, 3, 8, 6)),
+        ((3, 3), (1, 2, 9, 12)),
+        ((2, 4), (1, 3, 6, 8)),
+        ((1, 2), (1, 2, 3, 4)),
+        ((3, 1), (1, 1, 6, 5)),
+    ],
+)
+def test_windows_that_tile_the_image_are_summed_without_matrices(
+    kernel: tuple[int, int], shape: tuple[int, ...]
+) -> None:
+    attrs = {"kernel_shape": list(kernel), "strides": list(kernel)}
+    call = _pool_matrix.prepare_average_pool(AveragePool_19, attrs)
+    assert call is not None
+    assert isinstance(_pool_matrix._tiles(shape, np.dtype(np.float32), attrs), _pool_matrix._Tiles)
+    for dtype in (np.float32, np.float64):
+        x = RNG.standard_normal(shape).astype(dtype)
+        x[0, 0, 0, 0], x[0, -1, -1, -1] = np.inf, np.nan  # plain sums: exactly the direct kernel's non-finites
+        got, want = call(x), _direct(x, attrs)
+        assert got.dtype == dtype and got.shape == want.shape
+        np.testing.assert_array_equal(np.isfinite(got), np.isfinite(want))
+        assert np.isinf(got[0, 0, 0, 0]) and np.isnan(got[0, -1, -1, -1])
+        finite = np.isfinite(want)
+        np.testing.assert_allclose(got[finite], want[finite], rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"kernel_shape": [2, 2], "strides": [2, 2], "pads": [0, 0, 1, 1]},  # padded
+        {"kernel_shape": [2, 2], "strides": [1, 1]},  # overlapping
+        {"kernel_shape": [2, 2], "strides": [2, 2], "dilations": [2, 2]},
+        {"kernel_shape": [3, 3], "strides": [3, 3]},  # 8 is not a whole number of windows
+        {"kernel_shape": [2, 2], "strides": [2, 2], "auto_pad": "SAME_UPPER"},
+    ],
+)
+def test_pools_that_do_not_tile_exactly_keep_the_matrix_path(attrs: dict[str, Any]) -> None:
+    assert _pool_matrix._tiles((1, 2, 8, 8), np.dtype(np.float32), attrs) is None
+    call = _pool_matrix.prepare_average_pool(AveragePool_19, attrs)
+    assert call is not None
+    x = RNG.standard_normal((1, 2, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(call(x), _direct(x, attrs), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("side", [7, 20])

@@ -10,6 +10,12 @@ single GEMM over ``(N*C, H*W)`` (Inception's 7x7 pools: 5x faster; a 7x7 global 
 
 A zero weight times an infinite input is NaN where the direct sum is finite: any NaN in the result sends the
 call back to the direct kernel, which then gives the exact answer (NaN inputs included).
+
+Windows that tile the image exactly (kernel = stride, no pads, no dilation, the image a whole number of
+windows: DenseNet's 2x2 transition pools) need no matrices: the ``kh`` rows of each window row are added
+as whole contiguous rows, then the result, flattened, is added ``kw`` columns apart with stride ``kw`` (a row
+length is a multiple of ``kw``, so no sum straddles two rows), and scaled once. 128x56x56: 529 -> 127 us,
+256x28x28 218 -> 105, 512x14x14 131 -> 57. These are plain sums, exact for NaN and infinities too.
 """
 
 from __future__ import annotations
@@ -39,6 +45,43 @@ def averaging_matrix(
         inside = positions[(positions >= 0) & (positions < n)]
         matrix[o, inside] = dtype.type(1.0) / dtype.type(counts[o])
     return matrix
+
+
+class _Tiles:
+    """The average over non-overlapping ``(kh, kw)`` windows that tile an image exactly."""
+
+    def __init__(self, shape: tuple[int, ...], kernel: tuple[int, int], dtype: np.dtype) -> None:
+        n, c, h, w = shape
+        self.kh, self.kw = kernel
+        self.out_shape = (n, c, h // self.kh, w // self.kw)
+        self.scale = dtype.type(1.0) / dtype.type(self.kh * self.kw)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        n, c, h, w = x.shape
+        window_rows = x.reshape(n * c * (h // self.kh), self.kh, w)
+        rows = np.add(window_rows[:, 0], window_rows[:, 1]) if self.kh > 1 else window_rows[:, 0].copy()
+        for i in range(2, self.kh):
+            rows += window_rows[:, i]
+        flat = rows.reshape(-1)
+        y = np.add(flat[0 :: self.kw], flat[1 :: self.kw]) if self.kw > 1 else flat
+        for j in range(2, self.kw):
+            y += flat[j :: self.kw]
+        y *= self.scale
+        return y.reshape(self.out_shape)
+
+
+def _tiles(shape: tuple[int, ...], dtype: np.dtype, attrs: dict[str, Any]) -> _Tiles | None:
+    """A :class:`_Tiles` when the pool's windows tile an image of ``shape`` exactly, else None."""
+    kernel = tuple(int(v) for v in attrs["kernel_shape"])
+    strides = tuple(int(v) for v in attrs.get("strides") or (1, 1))
+    pads, dilations = attrs.get("pads") or (0, 0, 0, 0), attrs.get("dilations") or (1, 1)
+    if attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "", "VALID") or any(int(v) for v in pads):
+        return None
+    if strides != kernel or any(int(v) != 1 for v in dilations) or kernel == (1, 1):
+        return None
+    if shape[2] % kernel[0] or shape[3] % kernel[1] or shape[2] < kernel[0] or shape[3] < kernel[1]:
+        return None
+    return _Tiles(shape, (kernel[0], kernel[1]), dtype)
 
 
 class _Products:
@@ -75,7 +118,7 @@ def prepare_average_pool(direct: Callable[..., np.ndarray], attrs: dict[str, Any
     kernel_shape = attrs.get("kernel_shape")
     if not kernel_shape or len(kernel_shape) != 2:
         return None
-    products: dict[tuple[tuple[int, ...], np.dtype], _Products | None] = {}
+    products: dict[tuple[tuple[int, ...], np.dtype], _Tiles | _Products | None] = {}
 
     def average_pool(X: np.ndarray) -> np.ndarray:
         key = (X.shape, X.dtype)
@@ -84,11 +127,13 @@ def prepare_average_pool(direct: Callable[..., np.ndarray], attrs: dict[str, Any
             product = None
             if X.dtype in _FLOATS and X.ndim == 4 and X.size:
                 try:
-                    product = _Products(X.shape, X.dtype, attrs)
+                    product = _tiles(X.shape, X.dtype, attrs) or _Products(X.shape, X.dtype, attrs)
                 except Exception:  # bad geometry: the direct kernel raises the typed error
                     product = None
             if len(products) < _CACHE_SIZE:
                 products[key] = product
+        if type(product) is _Tiles:
+            return product(X)  # plain sums: no NaN check needed
         if product is not None:
             y = product(X)
             if not np.isnan(y).any():
