@@ -94,3 +94,57 @@ def test_maxpool_node_uses_it_and_matches(monkeypatch: pytest.MonkeyPatch) -> No
     assert calls == [True]
     begins, _, out = pool_geometry("NOTSET", x.shape[2:], (3, 3), (2, 2), (1, 1), (0, 0, 0, 0), 0)
     np.testing.assert_array_equal(got, _reference(x, (3, 3), (2, 2), begins, out))
+
+
+# Padded pools whose every window holds an image element: begin pads, read end pads, ceil mode, stride 1.
+EDGE_GEOMETRIES = [
+    ((3, 3), (2, 2), (1, 1, 1, 1), 0),
+    ((3, 3), (2, 2), (0, 0, 1, 1), 0),  # Inception's
+    ((3, 3), (1, 1), (1, 1, 1, 1), 0),
+    ((2, 2), (2, 2), (0, 0, 0, 0), 1),
+    ((3, 2), (2, 1), (2, 0, 1, 1), 0),
+    ((3, 3), (2, 2), (1, 2, 1, 0), 1),
+]
+
+
+@pytest.mark.parametrize(("kernel", "strides", "pads", "ceil_mode"), EDGE_GEOMETRIES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8])
+def test_padded_small_images_pool_through_an_edge_repeating_copy(kernel, strides, pads, ceil_mode, dtype) -> None:
+    x = (RNG.standard_normal((2, 40, 29, 31)) * 40).astype(dtype)
+    low = -np.inf if x.dtype.kind == "f" else np.iinfo(dtype).min
+    x[0, 0, 0, :] = low  # a whole border row at the minimum: a window over it and the pad must still see -inf
+    x[1, 3, :, -1] = 100 if dtype == np.int8 else 1e6  # the right edge, repeated into the end pad
+    if x.dtype.kind == "f":
+        x[1, 5, 0, 0] = np.nan  # repeated into the top-left pads: only windows holding it turn NaN
+    begins, _, out = pool_geometry("NOTSET", x.shape[2:], kernel, strides, (1, 1), pads, ceil_mode)
+    got = _pool_flat.max_windows_edge(x, kernel, strides, (1, 1), begins, out)
+    assert got is not None and got.dtype == dtype and got.shape == (2, 40, *out)
+    np.testing.assert_array_equal(got, _reference(x, kernel, strides, begins, out))
+
+
+def test_the_edge_path_declines_what_would_not_be_exact_or_pay() -> None:
+    x = RNG.standard_normal((1, 64, 30, 30)).astype(np.float32)
+    assert _pool_flat.max_windows_edge(x, (3, 3), (2, 2), (1, 1), (1, 1), (15, 15)) is not None
+    assert _pool_flat.max_windows_edge(x, (3, 3), (2, 2), (1, 1), (3, 3), (16, 16)) is None  # windows wholly in pads
+    assert _pool_flat.max_windows_edge(x, (3, 3), (2, 2), (1, 1), (-1, -1), (14, 14)) is None  # a cropping pad
+    assert _pool_flat.max_windows_edge(x, (3, 3), (2, 2), (2, 2), (1, 1), (15, 15)) is None  # dilated
+    wide = RNG.standard_normal((1, 8, 20, 112)).astype(np.float32)
+    assert _pool_flat.max_windows_edge(wide, (3, 3), (2, 2), (1, 1), (1, 1), (10, 56)) is None  # rows long enough
+
+
+@pytest.mark.parametrize("pads", [(0, 0, 1, 1), (1, 1, 1, 1)])
+def test_maxpool_kernel_takes_the_edge_path_for_inception_pools(pads, monkeypatch: pytest.MonkeyPatch) -> None:
+    taken: list[bool] = []
+
+    def spy(*args):
+        result = _pool_flat.max_windows_edge(*args)
+        taken.append(result is not None)
+        return result
+
+    monkeypatch.setattr(max_pool, "max_windows_edge", spy)
+    x = RNG.standard_normal((1, 96, 28, 28)).astype(np.float32)
+    call = max_pool._prepare_max_pool([None], kernel_shape=[3, 3], strides=[2, 2], pads=list(pads))
+    assert call is not None
+    begins, _, out = pool_geometry("NOTSET", x.shape[2:], (3, 3), (2, 2), (1, 1), pads, 0)
+    np.testing.assert_array_equal(call(x), _reference(x, (3, 3), (2, 2), begins, out))
+    assert taken == [True]

@@ -1,8 +1,8 @@
 """MaxPool: ``Y[n, c, o] = max_{j < kernel} Xpad[n, c, o * strides + j * dilations]``, pads reading -inf.
 
 Without the Indices output the window maximum is separable and goes, fastest first, to the flat passes
-over whole images (``_pool_flat``), the row-wise passes that never copy the pads (``_pool_windows``), or a
-padded copy; its geometry is settled once per input shape at plan-build time (``_prepare_max_pool``). The
+over whole images (``_pool_flat``; padded small images through an edge-repeating copy), the row-wise
+passes that never copy the pads (``_pool_windows``), or a padded copy; its geometry is settled once per input shape at plan-build time (``_prepare_max_pool``). The
 Indices output needs the joint argmax, so it walks every kernel position, keeping the first maximum in
 row-major window order (as onnxruntime does). The shared window geometry lives in ``pool.py``.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from onnxforge.runtime.kernels._pool_flat import max_windows_flat
+from onnxforge.runtime.kernels._pool_flat import max_windows_edge, max_windows_flat
 from onnxforge.runtime.kernels._pool_windows import max_windows_unpadded
 from onnxforge.runtime.kernels._spatial import pad_for_windows, prod, window_slice
 from onnxforge.runtime.kernels.pool import Ints, reduce_windows, window_geometry
@@ -67,6 +67,8 @@ def _max_windows(x: np.ndarray, k: Ints, s: Ints, d: Ints, begins: Ints, out: In
     # ml_dtypes (bfloat16) arrays reduce through float32; max is exact in any wider type.
     xc = x if x.dtype.kind in "fiu" else x.astype(np.float32)
     y = max_windows_flat(xc, k, s, d, begins, out)
+    if y is None:
+        y = max_windows_edge(xc, k, s, d, begins, out)
     if y is None:
         y = max_windows_unpadded(xc, k, s, d, begins, out)
     if y is None:
