@@ -127,3 +127,26 @@ def test_torch_model_exports_and_runs(tmp_path: Path) -> None:
     feeds = torch_models.make_inputs("lstm_b8")
     (out,) = InferenceSession(str(path)).run(None, feeds)
     assert out.shape == (8, 100, 256) and np.isfinite(out).all()
+
+
+def test_compare_by_op_lines_up_both_engines() -> None:
+    from onnxforge.bench.profile import NodeRow, OpRow, ProfileReport, compare_by_op
+
+    ours = ProfileReport("m", "onnxforge", 3, [OpRow("Conv", 4.0, 2, 0.8), OpRow("Relu", 1.0, 2, 0.2)], [])
+    theirs = ProfileReport("m", "ort", 3, [OpRow("FusedConv", 1.0, 2, 0.5), OpRow("Conv", 2.0, 1, 0.5)], [NodeRow("a", "Conv", 2.0, 1, 0.5)])
+    rows = compare_by_op(ours, theirs)
+    assert [r.op_type for r in rows] == ["Conv", "FusedConv", "Relu"]
+    conv, fused, relu = rows
+    assert (conv.onnxforge_ms, conv.onnxforge_count, conv.ort_ms, conv.ort_count, conv.ratio) == (4.0, 2, 2.0, 1, 2.0)
+    assert (fused.onnxforge_ms, fused.onnxforge_count, fused.ratio) == (None, 0, None)
+    assert (relu.ort_ms, relu.ort_count, relu.ratio) == (None, 0, None)
+
+
+def test_profile_both_engines_cli(probe_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from onnxforge.bench.__main__ import main
+
+    assert main(["--profile", "--engine", "both", "--runs", "1", str(probe_path)]) == 0
+    out = capsys.readouterr().out
+    assert "onnxforge vs ORT" in out and "ORT nodes" in out
+    total = next(line for line in out.splitlines() if "total" in line)
+    assert total.count("×") == 1  # both engines ran, so the total has a ratio

@@ -7,6 +7,7 @@ Examples::
     python -m onnxforge.bench model.onnx --dim batch=1     # a user model
     python -m onnxforge.bench --self-check                 # ORT vs ORT: the ratio must be ~1.0
     python -m onnxforge.bench --profile model.onnx         # where onnxforge's time goes
+    python -m onnxforge.bench --profile --engine both model.onnx   # ... and where ORT's goes, by op type
 """
 
 from __future__ import annotations
@@ -55,7 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-reference", action="store_true", help="skip onnx.reference")
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS child processes")
     parser.add_argument("--profile", action="store_true", help="profile MODEL per op type instead of benchmarking")
-    parser.add_argument("--engine", default="onnxforge", choices=["onnxforge", "ort"], help="engine for --profile")
+    parser.add_argument(
+        "--engine",
+        default="onnxforge",
+        choices=["onnxforge", "ort", "both"],
+        help="engine for --profile (both: op types side by side, onnxforge vs ORT)",
+    )
     parser.add_argument("--runs", type=int, default=5, help="profiled runs for --profile")
     parser.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
     parser.add_argument("--cache-dir", type=Path, default=None, help="torch export cache (default benchmarks/cache)")
@@ -92,9 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.model:
             console.print("[red]error:[/red] --profile needs a MODEL")
             return 2
-        from onnxforge.bench.profile import profile_report, render_profile
+        from onnxforge.bench.profile import profile_comparison, profile_report, render_comparison, render_profile
 
         try:
+            if args.engine == "both":
+                console.print(render_comparison(*profile_comparison(args.model, dims, args.runs, args.threads[0])))
+                return 0
             report = profile_report(args.model, dims, runs=args.runs, threads=args.threads[0], engine=args.engine)
         except ValueError as exc:
             console.print(f"[red]error:[/red] {exc}")

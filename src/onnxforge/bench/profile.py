@@ -145,6 +145,75 @@ def profile_model(
     return profile_report(path, dims, runs, threads, engine).by_op
 
 
+class OpComparison(NamedTuple):
+    """One op type in both engines, per run: onnxforge ms and kernel calls, ORT ms and kernel calls.
+
+    ``None`` where the engine ran no node of that type (ORT fuses ops into its own types such as
+    ``FusedConv``; onnxforge's fused activations keep their op type and report ~0 ms)."""
+
+    op_type: str
+    onnxforge_ms: float | None
+    onnxforge_count: int
+    ort_ms: float | None
+    ort_count: int
+
+    @property
+    def ratio(self) -> float | None:
+        if not self.onnxforge_ms or not self.ort_ms:
+            return None
+        return self.onnxforge_ms / self.ort_ms
+
+
+def compare_by_op(ours: ProfileReport, theirs: ProfileReport) -> list[OpComparison]:
+    """The op types of both reports side by side, the biggest time in either engine first."""
+    mine = {row.op_type: row for row in ours.by_op}
+    other = {row.op_type: row for row in theirs.by_op}
+    rows = [
+        OpComparison(
+            op,
+            mine[op].total_ms if op in mine else None,
+            mine[op].count if op in mine else 0,
+            other[op].total_ms if op in other else None,
+            other[op].count if op in other else 0,
+        )
+        for op in {*mine, *other}
+    ]
+    rows.sort(key=lambda r: (-max(r.onnxforge_ms or 0.0, r.ort_ms or 0.0), r.op_type))
+    return rows
+
+
+def profile_comparison(
+    path: str | Path, dims: Mapping[str, int] | None = None, runs: int = 5, threads: int = 1
+) -> tuple[ProfileReport, ProfileReport]:
+    """Profile the model in onnxforge, then in ORT, at the same thread count."""
+    return (
+        profile_report(path, dims, runs, threads, engine="onnxforge"),
+        profile_report(path, dims, runs, threads, engine="ort"),
+    )
+
+
+def render_comparison(ours: ProfileReport, theirs: ProfileReport) -> Table:
+    """A rich table of :func:`compare_by_op`, with the kernel-time totals as its last row."""
+
+    def ms(value: float | None) -> str:
+        return "—" if value is None else f"{value:.3f}"
+
+    table = Table(
+        title=f"{ours.model}: kernel time per run by op type, onnxforge vs ORT ({ours.runs} runs each)",
+        header_style="bold",
+    )
+    for header in ("op type", "onnxforge ms", "onnxforge nodes", "ORT ms", "ORT nodes", "ratio"):
+        table.add_column(header, justify="left" if header == "op type" else "right")
+    for row in compare_by_op(ours, theirs):
+        ratio = "—" if row.ratio is None else f"{row.ratio:.2f}×"
+        table.add_row(row.op_type, ms(row.onnxforge_ms), str(row.onnxforge_count), ms(row.ort_ms), str(row.ort_count), ratio)
+    total = ours.total_ms / theirs.total_ms if theirs.total_ms else None
+    table.add_row(
+        "total", f"{ours.total_ms:.3f}", "", f"{theirs.total_ms:.3f}", "", "—" if total is None else f"{total:.2f}×", style="bold"
+    )
+    return table
+
+
 def render_profile(report: ProfileReport, top: int = 15) -> list[Table]:
     """Two rich tables: time by op type, and the ``top`` slowest nodes."""
     title = f"{report.model} on {report.engine}: {report.total_ms:.2f} ms of kernel time per run ({report.runs} runs)"

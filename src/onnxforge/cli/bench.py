@@ -2,7 +2,8 @@
 
 ``onnxforge bench [--models a,b] [--threads 1,2] [--quick] [--self-check] [MODEL --dim NAME=VALUE]`` runs
 the suite (onnxforge vs onnxruntime vs onnx.reference) or one model; ``onnxforge profile MODEL`` prints
-where onnxforge's time goes, per op type and per node. All options are the harness's own
+where onnxforge's time goes, per op type and per node (``--engine both``: op types side by side with
+onnxruntime's). All options are the harness's own
 (``python -m onnxforge.bench --help``).
 """
 
@@ -25,7 +26,7 @@ def bench(ctx: typer.Context) -> None:
 
 
 def profile(ctx: typer.Context) -> None:
-    """Profile a model per op type and per node: onnxforge profile MODEL [--dim NAME=VALUE] [--runs N]."""
+    """Profile a model per op type and per node: onnxforge profile MODEL [--dim NAME=VALUE] [--runs N] [--engine both]."""
     from onnxforge.bench.__main__ import main as bench_main
 
     code = bench_main(["--profile", *ctx.args])
