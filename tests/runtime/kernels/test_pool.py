@@ -174,6 +174,19 @@ def test_global_pools(op: str, shape: tuple[int, ...], dtype: Any, p: int, opset
     assert_matches(run_ours(model, {"X": x})[0], expected, dtype)
 
 
+@pytest.mark.parametrize(
+    "shape",
+    [(1, 1000, 13, 13), (8, 512, 7, 7), (2, 3, 5), (1, 2, 4, 6, 5), (1, 2, 300, 300), (0, 4, 3, 3), (2, 0, 3, 3)],
+)
+def test_global_average_pool_float32_matches_the_float64_mean(shape: tuple[int, ...]) -> None:
+    """The float32 matrix-vector path (up to 65,536 pixels; 300x300 takes np.mean) and empty batches."""
+    x = random(np.random.default_rng(7), shape, np.float32) + 3.0  # an offset makes the sums' rounding show
+    got = run_ours(node_model("GlobalAveragePool", [("X", x, False)], opset=22), {"X": x})[0]
+    expected = x.astype(np.float64).mean(axis=tuple(range(2, len(shape))), keepdims=True)
+    assert got.dtype == np.float32 and got.shape == expected.shape == (*shape[:2], *(1,) * (len(shape) - 2))
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=0)
+
+
 @needs_ort
 @settings(max_examples=20, deadline=None)
 @given(pool_cases(dilations=False), st.booleans())

@@ -1,7 +1,10 @@
 """Pools that are not a sliding window over the input: global pools, RoI max pooling and max unpooling.
 
 - GlobalAveragePool / GlobalMaxPool / GlobalLpPool reduce every spatial axis with keepdims (mean, max,
-  ``(sum |x|^p)^(1/p)``), summing in float32 for half-precision inputs.
+  ``(sum |x|^p)^(1/p)``), summing in float32 for half-precision inputs. A float32 GlobalAveragePool is the
+  product ``X (N, C, P) @ w`` with ``w = 1/P`` repeated P times: BLAS's matrix-vector product beats
+  ``np.mean``, which walks each channel's few pixels as one short inner loop (1000x13x13: 52 -> 11 us,
+  2048x7x7: 62 -> 9 us, batch 8 x 512x7x7: 117 -> 17 us; results within 3e-7 of the mean, relative).
 - MaxUnpool scatters ``X`` into zeros at MaxPool's flat ``Indices``: ``U.flat[I[i]] = X.flat[i]``, where U
   has the default unpooled shape, per axis ``(in - 1) * strides - pad_begin - pad_end + kernel``. Given
   ``output_shape``, U sits at the origin of a zero tensor of that shape (onnx's reference and conformance
@@ -30,9 +33,30 @@ def _spatial_axes(x: np.ndarray) -> tuple[int, ...]:
     return tuple(range(2, x.ndim))
 
 
+# Above this many pixels per channel np.mean's pairwise summation keeps its place: a BLAS dot product adds
+# the terms one after another, whose rounding error grows with their count.
+_MATVEC_MAX_PIXELS = 1 << 16
+_MEAN_WEIGHTS: dict[int, np.ndarray] = {}
+
+
+def _mean_weights(pixels: int) -> np.ndarray:
+    weights = _MEAN_WEIGHTS.get(pixels)
+    if weights is None:
+        weights = np.full(pixels, 1.0 / pixels, dtype=np.float32)
+        weights.flags.writeable = False
+        if len(_MEAN_WEIGHTS) < 64:  # a few distinct image sizes per process; never grows without bound
+            _MEAN_WEIGHTS[pixels] = weights
+    return weights
+
+
 @kernel("GlobalAveragePool", since=1)
 def GlobalAveragePool(X: np.ndarray) -> np.ndarray:
     axes = _spatial_axes(X)
+    pixels = prod(X.shape[2:])
+    if X.dtype == np.float32 and X.ndim > 2 and 0 < pixels <= _MATVEC_MAX_PIXELS and X.shape[0] * X.shape[1] > 0:
+        n, c = X.shape[:2]
+        y = np.matmul(X.reshape(n, c, pixels), _mean_weights(pixels))
+        return y.reshape(n, c, *(1,) * (X.ndim - 2))
     y = np.mean(X, axis=axes, keepdims=True, dtype=compute_dtype(X.dtype))
     return y.astype(X.dtype, copy=False)
 
