@@ -68,6 +68,7 @@ class PackedWeight:
         "m",
         "matrix",
         "taps",
+        "tap_stack",
     )
 
     def __init__(self, w: np.ndarray, group: int, bias: np.ndarray | None = None) -> None:
@@ -81,6 +82,8 @@ class PackedWeight:
         wc = w.astype(self.dtype, copy=False)
         ksize = prod(self.kernel)
         self.taps: list[np.ndarray] = []
+        # (kernel positions, M, Cg) for _implicit_gemm, built on its first use.
+        self.tap_stack: np.ndarray | None = None
         self.hwc_taps: DepthwiseTaps | None = None
         if ksize == 1:
             self.kind = "pointwise"
@@ -132,5 +135,5 @@ class PackedWeight:
         for name in ("cg", "dtype", "folded", "group", "hwc_taps", "kernel", "kind", "taps"):
             setattr(compact, name, getattr(self, name))
         compact.m, compact.matrix = unique.shape[0], np.ascontiguousarray(unique[None])
-        compact.compact, compact.expand = None, None
+        compact.compact, compact.expand, compact.tap_stack = None, None, None
         self.compact, self.expand = compact, inverse.reshape(-1)

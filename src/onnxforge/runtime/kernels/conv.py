@@ -35,6 +35,7 @@ from onnxforge.runtime.kernels._im2col import (
     im2col_split_channels,
     scratch,
 )
+from onnxforge.runtime.kernels._implicit_gemm import implicit_gemm, pays
 from onnxforge.runtime.kernels._packed_weight import PackedWeight
 from onnxforge.runtime.kernels._spatial import (
     conv_geometry,
@@ -106,6 +107,8 @@ def _conv(
         y = _depthwise_hwc(xc, pw.hwc_taps, begins, out, s, d)
     elif pw.kind == "depthwise":
         y = _depthwise(xc, pw, begins, out, s, d)
+    elif pays(unique.m, cg, group, s, k, out, xc.dtype, n, workers()):
+        y = implicit_gemm(xc, unique, begins, out, k, d)
     elif (
         group == 1
         and n >= _FLAT_MIN_BATCH
