@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -63,21 +63,22 @@ def flat_overhead(out: tuple[int, ...], k: tuple[int, ...], d: tuple[int, ...]) 
     return prod(flat_grid(out, k, d)) / max(1, prod(out))
 
 
-def im2col_flat(
-    x: np.ndarray,
-    pw: PackedWeight,
-    begins: tuple[int, ...],
-    out: tuple[int, ...],
-    k: tuple[int, ...],
-    d: tuple[int, ...],
-) -> np.ndarray:
-    """Stride-1 im2col on flattened padded images: every kernel position is one contiguous run per channel.
+class FlatImages(NamedTuple):
+    """A batch zero-padded and flattened per channel (see :func:`flat_images`)."""
 
-    The batch is laid out as ``(C, N, *grid)`` and flattened per channel, so the column block of kernel
-    position j is the slice ``flat[:, off_j : off_j + L]``: plain row copies instead of the many short
-    strided copies of :func:`im2col`. Outputs land on the padded grid (junk at the right and bottom edges,
-    from runs that wrap into the next row or image) and are cropped at the end.
-    """
+    flat: np.ndarray  # (C, N * image + spare row): scratch, valid until the caller's kernel call returns
+    grid: list[int]  # the padded image shape the windows of the outputs reach
+    offsets: list[int]  # per kernel position, where its run starts in a channel's row
+    length: int  # how many consecutive grid positions hold every real output
+
+
+def flat_images(
+    x: np.ndarray, begins: tuple[int, ...], out: tuple[int, ...], k: tuple[int, ...], d: tuple[int, ...]
+) -> FlatImages:
+    """The batch laid out ``(C, N, *grid)``, zero-padded and flattened per channel, so that the inputs a
+    stride-1 kernel position meets for a run of consecutive outputs are the slice ``flat[:, off : off + L]``.
+    Outputs live on the padded grid: those at the right and bottom edges are junk (runs that wrap into the
+    next row or image) and get cropped by the caller."""
     n, c = x.shape[:2]
     grid = flat_grid(out, k, d)
     image = prod(grid)
@@ -95,10 +96,29 @@ def im2col_flat(
     offsets = [
         sum(j * di * st for j, di, st in zip(tap, d, steps)) for tap in itertools.product(*(range(ki) for ki in k))
     ]
-    length = (n - 1) * image + out[0] * steps[0]
+    return FlatImages(flat, grid, offsets, (n - 1) * image + out[0] * steps[0])
+
+
+def im2col_flat(
+    x: np.ndarray,
+    pw: PackedWeight,
+    begins: tuple[int, ...],
+    out: tuple[int, ...],
+    k: tuple[int, ...],
+    d: tuple[int, ...],
+) -> np.ndarray:
+    """Stride-1 im2col on flattened padded images: every kernel position is one contiguous run per channel.
+
+    The batch is laid out as ``(C, N, *grid)`` and flattened per channel, so the column block of kernel
+    position j is the slice ``flat[:, off_j : off_j + L]``: plain row copies instead of the many short
+    strided copies of :func:`im2col`. Outputs land on the padded grid (junk at the right and bottom edges,
+    from runs that wrap into the next row or image) and are cropped at the end.
+    """
+    n, c = x.shape[:2]
+    flat, grid, offsets, length = flat_images(x, begins, out, k, d)
     taps = len(offsets)
     rows = c * taps
-    y = scratch("grid_out", (pw.m, n * image), pw.dtype)
+    y = scratch("grid_out", (pw.m, n * prod(grid)), pw.dtype)
     chunk = max(256, COLS_BYTES // ((rows + 1) * x.itemsize))
     parts = workers() if pw.m * rows * length >= PARALLEL_MIN_MACS else 1
     chunk = min(chunk, max(256, -(-length // parts)))

@@ -1,7 +1,7 @@
 """Stride-1 conv as one GEMM per kernel position on flattened padded images, with no column buffer.
 
-On the flattened padded image of each channel (the batch laid out ``(C, N, *grid)`` as in
-``_im2col.im2col_flat``), the inputs that kernel position ``t`` meets for a run of ``L`` consecutive output
+On the flattened padded image of each channel (the batch laid out ``(C, N, *grid)``, see
+``_im2col.flat_images``), the inputs that kernel position ``t`` meets for a run of ``L`` consecutive output
 positions are the plain slice ``flat[:, off_t : off_t + L]``: ``C`` rows, each contiguous, one row stride
 apart. BLAS reads that view as it is, so
 
@@ -23,12 +23,11 @@ stay in cache; at several intra-op threads each thread takes its share of the ru
 
 from __future__ import annotations
 
-import itertools
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from onnxforge.runtime.kernels._im2col import PARALLEL_MIN_MACS, flat_grid, scratch
+from onnxforge.runtime.kernels._im2col import PARALLEL_MIN_MACS, flat_images, scratch
 from onnxforge.runtime.kernels._spatial import prod
 from onnxforge.runtime.threads import parallel, split, workers
 
@@ -92,23 +91,8 @@ def implicit_gemm(
     m = pw.m
     weights = _tap_stack(pw)
     bias = pw.matrix[0, :, -1] if pw.folded else None
-    grid = flat_grid(out, k, d)
-    image = prod(grid)
-    steps = [prod(grid[i + 1 :]) for i in range(len(grid))]
-    # The junk outputs of the last image read past it by less than one row, hence the spare row.
-    flat = scratch("padded", (c, n * image + steps[0]), x.dtype, zero=True)
-    padded = flat[:, : n * image].reshape(c, n, *grid)
-    crop, target = [], []
-    for size, b, o, ki, di in zip(x.shape[2:], begins, out, k, d):
-        lo, hi = max(0, -b), min(size, o + di * (ki - 1) - b)
-        crop.append(slice(lo, hi))
-        target.append(slice(lo + b, hi + b))
-    padded[(slice(None), slice(None), *target)] = x[(slice(None), slice(None), *crop)].swapaxes(0, 1)
-    offsets = [
-        sum(j * di * st for j, di, st in zip(tap, d, steps)) for tap in itertools.product(*(range(ki) for ki in k))
-    ]
-    length = (n - 1) * image + out[0] * steps[0]
-    y_grid = scratch("implicit_out", (m, n * image), np.dtype(np.float32))
+    flat, grid, offsets, length = flat_images(x, begins, out, k, d)
+    y_grid = scratch("implicit_out", (m, n * prod(grid)), np.dtype(np.float32))
     run = max(_MIN_RUN, _RUN_BYTES // (8 * m))
     # A small image stays in one thread: splitting its kernel positions between two (each summing its share,
     # then adding up) took 1.2x the time of one thread at 14x14 (the GIL's hand-offs between the products).
