@@ -90,16 +90,21 @@ def test_split_across_threads_matches_one_thread() -> None:
     np.testing.assert_allclose(two, one, rtol=1e-5, atol=1e-5)
 
 
+def _weight(m: int, c: int, kernel: tuple[int, ...] = (3, 3), group: int = 1, dtype: type = np.float32) -> PackedWeight:
+    return PackedWeight(np.ones((m, c // group, *kernel), dtype=dtype), group)
+
+
 def test_pays_only_for_few_filters_over_many_channels_on_small_images() -> None:
-    f32 = np.dtype(np.float32)
-    assert pays(32, 128, 1, (1, 1), (3, 3), (14, 14), f32)
-    assert pays(64, 128, 1, (1, 1), (3, 3), (16, 16), f32)
-    assert not pays(65, 256, 1, (1, 1), (3, 3), (14, 14), f32)  # too many filters
-    assert not pays(48, 64, 1, (1, 1), (3, 3), (14, 14), f32)  # not at most half the input channels
-    assert not pays(32, 128, 1, (2, 2), (3, 3), (14, 14), f32)  # strided
-    assert not pays(32, 128, 2, (1, 1), (3, 3), (14, 14), f32)  # grouped
-    assert not pays(32, 128, 1, (1, 1), (1, 1), (14, 14), f32)  # pointwise
-    assert not pays(32, 128, 1, (1, 1), (3, 3), (28, 28), f32)  # a large image
-    assert not pays(32, 128, 1, (1, 1), (3, 3), (14, 14), np.dtype(np.float64))
-    assert not pays(32, 128, 1, (1, 1), (3, 3), (14, 14), f32, batch=1, threads=2)  # im2col splits it better
-    assert pays(32, 128, 1, (1, 1), (3, 3), (14, 14), f32, batch=6, threads=2)  # enough outputs to split
+    small = (14, 14)
+    assert pays(_weight(32, 128), (1, 1), small, 1, 1)
+    assert pays(_weight(64, 128), (1, 1), (16, 16), 1, 1)
+    assert _weight(32, 128).tap_stack.shape == (9, 32, 128)  # packed once, with the weight
+    assert not pays(_weight(65, 256), (1, 1), small, 1, 1)  # too many filters
+    assert not pays(_weight(48, 64), (1, 1), small, 1, 1)  # not at most half the input channels
+    assert not pays(_weight(32, 128), (2, 2), small, 1, 1)  # strided
+    assert not pays(_weight(32, 128, group=2), (1, 1), small, 1, 1)  # grouped
+    assert not pays(_weight(32, 128, kernel=(1, 1)), (1, 1), small, 1, 1)  # pointwise
+    assert not pays(_weight(32, 128), (1, 1), (28, 28), 1, 1)  # a large image
+    assert not pays(_weight(32, 128, dtype=np.float64), (1, 1), small, 1, 1)
+    assert not pays(_weight(32, 128), (1, 1), small, 1, 2)  # im2col splits a small image better
+    assert pays(_weight(32, 128), (1, 1), small, 6, 2)  # enough outputs to split

@@ -14,7 +14,7 @@ the filters are few and the input channels many (``im2col`` copies ``C * K`` row
 touch ``M`` rows per position). Kernel alone at 1 thread, vs the banded im2col, alternating: DenseNet-121's
 128 -> 32 3x3 convs at 14x14 0.83-0.85x, at 7x7 0.88-0.90x the time, 256 -> 64 at 28x28 0.87x; but 128 -> 32
 at 28x28 0.93x at 1 thread and 1.19x at 2 (im2col's bands split better), 56x56 1.0-1.04x, and with many
-filters it loses (16 -> 128 at 28x28: 1.6x), hence :func:`pays`. DenseNet-121 in-process A/B at 1 thread:
+filters it loses (16 -> 128 at 28x28: 1.6x), hence :func:`tap_stack` and :func:`pays`. DenseNet-121 in-process A/B at 1 thread:
 0.978-0.992x the time (four runs).
 
 The work is cut into runs of output positions small enough that a run's sum and the product being added
@@ -42,40 +42,27 @@ _MAX_PIXELS = 256
 _MIN_RUN = 256
 
 
-def pays(
-    m: int,
-    cg: int,
-    group: int,
-    strides: tuple[int, ...],
-    kernel: tuple[int, ...],
-    out: tuple[int, ...],
-    dtype: np.dtype,
-    batch: int = 1,
-    threads: int = 1,
-) -> bool:
-    """Whether a conv takes this path: float32, one group, stride 1, a kernel of more than one position,
-    at most 64 filters, at most half as many as input channels, and small images (see the module docstring);
-    at several threads only when the batch has outputs enough to split (a small image runs in one thread
-    here, where im2col would split it: DenseNet-121 in-process A/B at 2 threads 1.02x the time)."""
+def tap_stack(matrix: np.ndarray, cg: int, kernel: tuple[int, ...]) -> np.ndarray | None:
+    """A packed im2col weight ``(1, M, Cg * K [+ bias])`` as ``(K, M, Cg)``, one contiguous ``W_t`` per kernel
+    position, for a weight this path may take (float32, one group, a kernel of more than one position, at
+    most 64 filters, at most half as many as input channels; see the module docstring), else None."""
+    group, m = matrix.shape[:2]
+    ksize = prod(kernel)
+    if matrix.dtype != np.float32 or group != 1 or ksize <= 1 or m > 64 or 2 * m > cg:
+        return None
+    return np.ascontiguousarray(matrix[0, :, : cg * ksize].reshape(m, cg, ksize).transpose(2, 0, 1))
+
+
+def pays(pw: PackedWeight, strides: tuple[int, ...], out: tuple[int, ...], batch: int, threads: int) -> bool:
+    """Whether a conv takes this path: a weight with a tap stack, stride 1, small images (see the module
+    docstring); at several threads only when the batch has outputs enough to split (a small image runs in
+    one thread here, where im2col would split it: DenseNet-121 in-process A/B at 2 threads 1.02x the time)."""
     return (
-        dtype == np.float32
-        and prod(out) <= _MAX_PIXELS
-        and group == 1
+        pw.tap_stack is not None
         and all(s == 1 for s in strides)
-        and prod(kernel) > 1
-        and m <= 64
-        and 2 * m <= cg
+        and prod(out) <= _MAX_PIXELS
         and (threads <= 1 or batch * prod(out) >= 2 * _MIN_RUN)
     )
-
-
-def _tap_stack(pw: PackedWeight) -> np.ndarray:
-    """The weight as ``(K, M, Cg)``, one contiguous ``W_t`` per kernel position (built once per weight)."""
-    if pw.tap_stack is None:
-        ksize = prod(pw.kernel)
-        per_channel = pw.matrix[0, :, : pw.cg * ksize].reshape(pw.m, pw.cg, ksize)
-        pw.tap_stack = np.ascontiguousarray(per_channel.transpose(2, 0, 1))
-    return pw.tap_stack
 
 
 def implicit_gemm(
@@ -89,7 +76,8 @@ def implicit_gemm(
     """The stride-1 conv of ``x`` (N, C, *spatial), float32, as ``(N, M, *out)``; the bias is added here too."""
     n, c = x.shape[:2]
     m = pw.m
-    weights = _tap_stack(pw)
+    weights = pw.tap_stack
+    assert weights is not None, "implicit_gemm needs a weight that pays() accepted"
     bias = pw.matrix[0, :, -1] if pw.folded else None
     flat, grid, offsets, length = flat_images(x, begins, out, k, d)
     y_grid = scratch("implicit_out", (m, n * prod(grid)), np.dtype(np.float32))

@@ -17,6 +17,7 @@ import numpy as np
 
 from onnxforge._errors import InvalidArgument
 from onnxforge.runtime.kernels._depthwise import DepthwiseTaps
+from onnxforge.runtime.kernels._implicit_gemm import tap_stack
 from onnxforge.runtime.kernels._spatial import compute_dtype, prod
 
 
@@ -82,8 +83,7 @@ class PackedWeight:
         wc = w.astype(self.dtype, copy=False)
         ksize = prod(self.kernel)
         self.taps: list[np.ndarray] = []
-        # (kernel positions, M, Cg) for _implicit_gemm, built on its first use.
-        self.tap_stack: np.ndarray | None = None
+        self.tap_stack: np.ndarray | None = None  # (kernel positions, M, Cg) for _implicit_gemm
         self.hwc_taps: DepthwiseTaps | None = None
         if ksize == 1:
             self.kind = "pointwise"
@@ -103,6 +103,8 @@ class PackedWeight:
             assert bias is not None
             matrix = np.concatenate([matrix, bias.astype(self.dtype).reshape(group, m // group, 1)], axis=2)
         self.matrix = np.ascontiguousarray(matrix)
+        if self.kind == "im2col":
+            self.tap_stack = tap_stack(self.matrix, cg, self.kernel)
         self.compact: PackedWeight | None = None
         self.expand: np.ndarray | None = None
         if group == 1 and m > 1 and self.kind != "depthwise":
@@ -135,5 +137,6 @@ class PackedWeight:
         for name in ("cg", "dtype", "folded", "group", "hwc_taps", "kernel", "kind", "taps"):
             setattr(compact, name, getattr(self, name))
         compact.m, compact.matrix = unique.shape[0], np.ascontiguousarray(unique[None])
-        compact.compact, compact.expand, compact.tap_stack = None, None, None
+        compact.compact, compact.expand = None, None
+        compact.tap_stack = tap_stack(compact.matrix, self.cg, self.kernel) if self.kind == "im2col" else None
         self.compact, self.expand = compact, inverse.reshape(-1)

@@ -107,7 +107,7 @@ def _conv(
         y = _depthwise_hwc(xc, pw.hwc_taps, begins, out, s, d)
     elif pw.kind == "depthwise":
         y = _depthwise(xc, pw, begins, out, s, d)
-    elif pays(unique.m, cg, group, s, k, out, xc.dtype, n, workers()):
+    elif pays(unique, s, out, n, workers()):
         y = implicit_gemm(xc, unique, begins, out, k, d)
     elif (
         group == 1
