@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from onnxforge.runtime.threads import (
+    alongside,
     blas_takes_the_threads,
     blas_threads,
     current_blas_threads,
@@ -131,3 +132,30 @@ def test_blas_takes_the_threads_inside_a_run_and_gives_them_back() -> None:
     probe()
     assert seen == [(1, 2), (2, 1), (1, before)]
     assert current_blas_threads() == before
+
+
+def test_alongside_runs_its_tasks_on_a_worker_during_the_block_and_waits_for_them() -> None:
+    order: list[str] = []
+    barrier = threading.Barrier(2, timeout=10)
+    caller = threading.current_thread().name
+
+    def task(name: str) -> None:
+        assert threading.current_thread().name != caller
+        order.append(name)
+
+    with blas_threads(2):
+        with alongside([barrier.wait, lambda: task("first"), lambda: task("second")]):
+            barrier.wait()  # the worker's first task runs while the block runs
+        assert order == ["first", "second"]  # leaving the block waited for the rest, in order
+
+
+def test_alongside_reraises_a_tasks_error_and_needs_a_second_thread() -> None:
+    def fails() -> None:
+        raise LookupError("background task failed")
+
+    with blas_threads(2), pytest.raises(LookupError, match="background task failed"):
+        with alongside([fails]):
+            pass
+    with blas_threads(1), pytest.raises(RuntimeError, match="more than one intra-op thread"):
+        with alongside([lambda: None]):
+            pass

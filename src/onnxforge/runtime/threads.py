@@ -152,25 +152,52 @@ def parallel(tasks: Sequence[Callable[[], Any]]) -> None:
         return
     # More than one worker only inside blas_threads(), where BLAS is already single-threaded. Concurrent
     # runs (or a nested call) take their own idle workers, so a worker never has two callers.
-    helpers = _pool.take(parts - 1)
-    # Workers spin (pinned) only in the run that pinned its caller, and while each part has a CPU of its own.
-    spinning = _SPINNING.get() and parts <= _pool.SPIN_CPUS
-    caller_cpu = _pool.current_cpu() if spinning and not all(helper.hot for helper in helpers) else -1
-    for index, helper in enumerate(helpers, start=1):
-        helper.start(tasks[index::parts], caller_cpu, index - 1)
+    helpers, spinning = _start_helpers([tasks[index::parts] for index in range(1, parts)])
     try:
         for task in tasks[::parts]:
             task()
     finally:
-        for helper in helpers:
-            helper.join()  # the parts write into shared buffers: never return while one still runs
-        if not spinning:
-            for helper in helpers:
-                helper.cool()  # a spinning worker would take the core of another thread
-        _pool.give_back(helpers)
+        error = _finish_helpers(helpers, spinning)
+    if error is not None:
+        raise error
+
+
+@contextlib.contextmanager
+def alongside(tasks: Sequence[Callable[[], Any]]) -> Iterator[None]:
+    """Run ``tasks``, one after the other, on an intra-op worker while the caller runs the block; leaving
+    the block waits for them and re-raises the first exception. Only for runs with more than one worker
+    (:func:`workers`); the block must not rely on a task having finished unless the task says so itself."""
+    if workers() <= 1:
+        raise RuntimeError("alongside() needs a run with more than one intra-op thread")
+    helpers, spinning = _start_helpers([tasks])
+    try:
+        yield
+    finally:
+        error = _finish_helpers(helpers, spinning)
+    if error is not None:
+        raise error
+
+
+def _start_helpers(batches: list[Sequence[Callable[[], Any]]]) -> tuple[list[_pool.Worker], bool]:
+    helpers = _pool.take(len(batches))
+    # Workers spin (pinned) only in the run that pinned its caller, and while each part has a CPU of its own.
+    spinning = _SPINNING.get() and len(batches) + 1 <= _pool.SPIN_CPUS
+    caller_cpu = _pool.current_cpu() if spinning and not all(helper.hot for helper in helpers) else -1
+    for index, (helper, batch) in enumerate(zip(helpers, batches)):
+        helper.start(batch, caller_cpu, index)
+    return helpers, spinning
+
+
+def _finish_helpers(helpers: list[_pool.Worker], spinning: bool) -> BaseException | None:
+    """Wait for ``helpers`` (the parts write into shared buffers: never return while one still runs), give
+    them back; returns the first error of theirs."""
     for helper in helpers:
-        if helper.error is not None:
-            raise helper.error
+        helper.join()
+    if not spinning:
+        for helper in helpers:
+            helper.cool()  # a spinning worker would take the core of another thread
+    _pool.give_back(helpers)
+    return next((helper.error for helper in helpers if helper.error is not None), None)
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:

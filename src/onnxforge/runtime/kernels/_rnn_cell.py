@@ -15,11 +15,12 @@ Speed rules (the recurrence is latency-bound: ~100s of tiny steps, each one smal
 - Activations run in place and ``H_t`` goes straight into its slot of Y, which is then read as the next
   step's ``H_{t-1}``: no allocation and no copy per step.
 - The per-step GEMM (M = batch) is too small to split into parts of our own pool: the hand-off costs
-  more than it saves, and parallel hidden slices serialize on the GIL (1.28x slower). Instead the whole
-  call lets OpenBLAS use the run's intra-op threads (``threads.blas_takes_the_threads``): through a loop of
-  back-to-back GEMMs its spinning helper threads have no other kernel to starve. lstm_b8 at 2 threads,
-  in-process A/B: 0.83x the time with one BLAS thread. (An earlier measurement on a heavily loaded machine
-  saw the opposite, 2x slower; on the usual shared 2-core machine the A/B above holds.)
+  more than it saves, and parallel hidden slices serialize on the GIL (1.28x slower). At more than one
+  intra-op thread the projection instead runs on a worker alongside the loop (``_rnn_overlap``). Where that
+  does not apply (``sequence_lens`` masking, a single chunk), the whole call lets OpenBLAS use the run's
+  intra-op threads (``threads.blas_takes_the_threads``): through a loop of back-to-back GEMMs its spinning
+  helper threads have no other kernel to starve (lstm_b8 at 2 threads, in-process A/B: 0.83x the time with
+  one BLAS thread).
 
 Activations here have the form ``act(x, out)``: ``out = act(x)`` element-wise, ``out`` may be ``x``.
 """
@@ -267,30 +268,49 @@ class Run:
 
     def project(self, bias: np.ndarray) -> np.ndarray:
         """X W^T + bias for every step and direction in one GEMM, as [num_directions, seq, gates, batch, hidden]."""
-        packed = self.packed
-        flat = self.x.reshape(-1, packed.input_size)
-        dirs, gates, hs = packed.num_directions, packed.num_gates, packed.hidden
-        projected = np.matmul(flat, packed.w_t).reshape(self.seq_length, self.batch, dirs, gates, hs)
-        # The bias add doubles as the gate-major relayout: one pass over the projection, not two.
-        out = np.empty((dirs, self.seq_length, gates, self.batch, hs), dtype=packed.dtype)
-        np.add(projected.transpose(2, 0, 3, 1, 4), bias.reshape(dirs, 1, gates, 1, hs), out=out)
+        out = self.projection_buffer()
+        self.project_steps(bias, out, 0, self.seq_length)
         return out
+
+    def projection_buffer(self) -> np.ndarray:
+        packed = self.packed
+        shape = (packed.num_directions, self.seq_length, packed.num_gates, self.batch, packed.hidden)
+        return np.empty(shape, dtype=packed.dtype)
+
+    def project_steps(self, bias: np.ndarray, out: np.ndarray, t0: int, t1: int) -> None:
+        """:meth:`project` for the steps ``[t0, t1)`` only, into ``out[:, t0:t1]``."""
+        packed = self.packed
+        flat = self.x[t0:t1].reshape(-1, packed.input_size)
+        dirs, gates, hs = packed.num_directions, packed.num_gates, packed.hidden
+        projected = np.matmul(flat, packed.w_t).reshape(t1 - t0, self.batch, dirs, gates, hs)
+        # The bias add doubles as the gate-major relayout: one pass over the projection, not two.
+        np.add(projected.transpose(2, 0, 3, 1, 4), bias.reshape(dirs, 1, gates, 1, hs), out=out[:, t0:t1])
 
     def loop(self, projected: Sequence[np.ndarray], cells: Sequence[Cell], h0: np.ndarray) -> list[np.ndarray]:
         """Every direction's loop over time."""
         with np.errstate(over="ignore"):  # exp overflowing to inf is part of the LSTM's exp form
             return [self._direction(d, projected[d], cells[d], h0[d]) for d in range(len(cells))]
 
+    def times(self, d: int, t0: int = 0, t1: int | None = None) -> range:
+        """The steps ``[t0, t1)`` in direction ``d``'s order."""
+        t1 = self.seq_length if t1 is None else t1
+        return range(t1 - 1, t0 - 1, -1) if self.reverse[d] else range(t0, t1)
+
+    def steps(self, d: int, projected: np.ndarray, cell: Cell, h: np.ndarray, times: range) -> np.ndarray:
+        """Run direction ``d``'s steps ``times`` (every sequence full length) from state ``h``, writing Y[:, d];
+        returns the last H."""
+        y, step = self.y[:, d], cell.step
+        for t in times:
+            h_out = y[t]
+            step(projected[t], h, h_out)
+            h = h_out
+        return h
+
     def _direction(self, d: int, projected: np.ndarray, cell: Cell, h0: np.ndarray) -> np.ndarray:
         """Run one direction, writing Y[:, d]; returns the final H (cell.extra holds the other final states)."""
         y, step, lengths = self.y[:, d], cell.step, self.lengths
         if lengths is None:
-            h = h0
-            for t in range(self.seq_length - 1, -1, -1) if self.reverse[d] else range(self.seq_length):
-                h_out = y[t]
-                step(projected[t], h, h_out)
-                h = h_out
-            return h
+            return self.steps(d, projected, cell, h0, self.times(d))
         order: np.ndarray | None = None
         ys = y
         if self.reverse[d]:

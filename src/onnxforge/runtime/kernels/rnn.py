@@ -28,7 +28,8 @@ LSTM (default f = Sigmoid, g = Tanh, h = Tanh; gate order i, o, f, c; peepholes 
 ``clip`` bounds every activation's input to [-clip, clip] (not h's input C_t, as in onnxruntime). The input
 projection ``X W^T + biases`` is one matmul over all steps and directions; each step then does only the
 recurrent matmul into a preallocated gate-major buffer, activations in place (``_rnn_cell`` has the loop and
-its speed rules, ``_rnn_steps`` the steps, including the LSTM's exp form for its default activations).
+its speed rules, ``_rnn_overlap`` how it runs at several threads, ``_rnn_steps`` the steps, including the
+LSTM's exp form for its default activations).
 ``prepare`` packs W and R (and B) once per node when they are constant; otherwise each run packs them.
 With ``sequence_lens``, batch entry b runs its first L_b steps (the reverse direction walks them backwards
 from L_b - 1), Y is zero past L_b and Y_h / Y_c hold the state after the last valid step (zero when L_b is 0).
@@ -43,9 +44,9 @@ import numpy as np
 
 from onnxforge._errors import InvalidArgument
 from onnxforge.runtime.kernels._rnn_cell import Cell, InPlace, Packed, Run, activations, clipped, compute_dtype
+from onnxforge.runtime.kernels._rnn_overlap import drive
 from onnxforge.runtime.kernels._rnn_steps import LSTM_EXP_SCALE, LSTM_ORDER, gru_cell, lstm_cell, rnn_cell
 from onnxforge.runtime.registry import kernel
-from onnxforge.runtime.threads import blas_takes_the_threads
 
 
 def _num_directions(direction: str) -> int:
@@ -94,15 +95,6 @@ def _preparer(pack: Pack, run: Callable[..., Any], unpacked: Callable[..., Any])
     return prepare
 
 
-def _drive(
-    run: Run, initial_h: np.ndarray | None, bias: np.ndarray, make_cell: Callable[[int], Cell], num_outputs: int
-) -> Any:
-    h0 = run.initial(initial_h)
-    cells = [make_cell(d) for d in range(run.packed.num_directions)]
-    with blas_takes_the_threads():  # see _rnn_cell's docstring
-        finals = run.loop(run.project(bias), cells, h0)
-    return run.outputs([[h, *cell.extra] for h, cell in zip(finals, cells)], num_outputs)
-
 
 # ----- RNN -------------------------------------------------------------------------------------------------
 def _rnn(
@@ -124,7 +116,7 @@ def _rnn(
 ) -> Any:
     run = Run(X, packed, sequence_lens, direction, layout)
     acts = _acts(activations, activation_alpha, activation_beta, ("Tanh",), packed.num_directions, clip)
-    return _drive(run, initial_h, bias[0], lambda d: rnn_cell(packed.r_t[d], *acts[d]), _num_outputs)
+    return drive(run, initial_h, bias[0], lambda d: rnn_cell(packed.r_t[d], *acts[d]), _num_outputs)
 
 
 # One kernel per op serves every since-version: each attribute added or dropped over the versions has a
@@ -214,7 +206,7 @@ def _gru(
     def make_cell(d: int) -> Cell:
         return gru_cell(packed.r_t[d], *acts[d], rb_h[d], linear_before_reset, run.batch)
 
-    return _drive(run, initial_h, projection_bias, make_cell, _num_outputs)
+    return drive(run, initial_h, projection_bias, make_cell, _num_outputs)
 
 
 def _pack_gru(
@@ -347,7 +339,7 @@ def _lstm(
         acts = (clipped_acts[d][0], clipped_acts[d][1], plain_acts[d][2])
         return lstm_cell(packed.r_t[d], acts, None if peep is None else peep[d], input_forget, c0[d], exp_form)
 
-    return _drive(run, initial_h, bias[0], make_cell, _num_outputs)
+    return drive(run, initial_h, bias[0], make_cell, _num_outputs)
 
 
 _prepare_lstm = _preparer(_pack_lstm, _lstm, lambda *args, **kw: LSTM(*args, **kw))
