@@ -52,7 +52,14 @@ class Harness:
             TextColumn("{task.completed}/{task.total}"),
             TimeElapsedColumn(),
         )
-        with Progress(*columns, console=self.console, transient=True, disable=not self.show_progress) as progress:
+        # No auto-refresh: rich's refresh thread would wake 10 times a second inside the timed blocks, render in
+        # Python holding the GIL, and take a core from the engine being timed. onnxforge runs Python between its
+        # NumPy calls, ORT releases the GIL for a whole run, so only onnxforge paid: alternating blocks with the
+        # refresh thread on and off, on/off = 1.03 (mobilenetv2_b1, 1 thread), 1.01 and 1.08 (mobilenetv2_b1,
+        # squeezenet, 2 threads). The bar is redrawn between blocks instead (_status, _advance).
+        with Progress(
+            *columns, console=self.console, transient=True, disable=not self.show_progress, auto_refresh=False
+        ) as progress:
             self._progress, self._task = progress, progress.add_task("bench", total=total)
             try:
                 yield
@@ -61,11 +68,12 @@ class Harness:
 
     def _status(self, text: str) -> None:
         if self._progress is not None:
-            self._progress.update(self._task, description=text)
+            self._progress.update(self._task, description=text, refresh=True)
 
     def _advance(self) -> None:
         if self._progress is not None:
             self._progress.advance(self._task)
+            self._progress.refresh()
 
     # ----- one model -----------------------------------------------------------------------------------
     def bench(self, case: Case) -> list[Row]:

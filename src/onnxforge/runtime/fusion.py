@@ -234,7 +234,7 @@ def _binary_into(ufunc: Any, position: int, fallback: Callable[..., Any]) -> Cal
             and other.ndim <= target.ndim
         ):
             try:
-                return ufunc(a, b, out=target)
+                return ufunc(a, b, target)  # out, positionally: ~30 ns cheaper than the keyword
             except ValueError:  # the broadcast result is larger than the target: nothing was written
                 pass
         return fallback(a, b)
