@@ -81,6 +81,18 @@ def test_a_constant_wider_than_the_running_value_falls_back_to_the_steps() -> No
     np.testing.assert_array_equal(fused.run([x2])[0], plain.run([x2])[0])
 
 
+def test_one_element_constants_keep_numpy_broadcasting_in_either_operand_order() -> None:
+    # The fused loop runs a shape-(1,) constant as 0-d and Add/Mul with the running value first: on a 0-d
+    # input the chain's result must still be shape (1,) (the fallback), on a (2, 3) one shape (2, 3), with the
+    # unfused bits, whichever side of Add/Mul the constant is on.
+    model = _chain_model(["rAdd", "Mul", "rMul", "Add", "rSub"], (1,))
+    fused, plain = _plan(model, optimize=True), _plan(model, optimize=False)
+    for x in (np.array(1.5, np.float32), RNG.standard_normal((2, 3)).astype(np.float32)):
+        (got,), (want,) = fused.run([x]), plain.run([x])
+        assert got.shape == want.shape == np.broadcast_shapes(x.shape, (1,)) and got.dtype == np.float32
+        np.testing.assert_array_equal(got, want)
+
+
 def test_float64_chains_fuse_and_a_dtype_mismatch_is_still_reported() -> None:
     model = _chain_model(["Add", "Div"], (4,), TensorProto.DOUBLE)
     fused, plain = _plan(model, optimize=True), _plan(model, optimize=False)
