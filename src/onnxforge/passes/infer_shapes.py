@@ -34,11 +34,18 @@ def _infer(proto: onnx.ModelProto) -> onnx.ModelProto:
     return onnx.shape_inference.infer_shapes(proto, check_type=False, strict_mode=False, data_prop=True)
 
 
-def _merge(target: ir.Value, elem_type: int, dims: list[int | str | None] | None) -> bool:
+def _merge(
+    target: ir.Value,
+    elem_type: int,
+    dims: tuple[int | str | None, ...] | None,
+    shapes: dict[tuple[int | str | None, ...], ir.Shape],
+) -> bool:
     """Take an inferred tensor type (``dims`` None: no shape) where inference knows more than ``target``.
 
     Works on the inferred protobuf's numbers: building an onnx-ir value and shape for each of them, only to
-    find most equal to what the target has, was most of this pass's time."""
+    find most equal to what the target has, was most of this pass's time. Values with equal dims share one
+    frozen ``ir.Shape`` from ``shapes`` (onnx-ir's way to share a shape; nothing here edits a shape in place,
+    a pass that changes one assigns a new one), so a graph of many same-shaped values builds few."""
     if target.type is not None and not isinstance(target.type, ir.TensorType):
         return False
     if target.is_graph_input() or (target.is_graph_output() and target.shape is not None):
@@ -51,12 +58,15 @@ def _merge(target: ir.Value, elem_type: int, dims: list[int | str | None] | None
     if dims is not None and dtype == target.dtype:
         current = target.shape
         if current is None or (len(current) == len(dims) and not _same_dims(current, dims)):
-            target.shape = ir.Shape(dims)
+            shape = shapes.get(dims)
+            if shape is None:
+                shape = shapes[dims] = ir.Shape(dims, frozen=True)
+            target.shape = shape
             changed = True
     return changed
 
 
-def _same_dims(shape: ir.Shape, dims: list[int | str | None]) -> bool:
+def _same_dims(shape: ir.Shape, dims: tuple[int | str | None, ...]) -> bool:
     for have, want in zip(shape, dims):
         if isinstance(have, int):
             if have != want:
@@ -78,10 +88,12 @@ def _proto_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
                     yield from _proto_graphs(sub)
 
 
-def _dims(tensor_type: onnx.TypeProto.Tensor) -> list[int | str | None] | None:
+def _dims(tensor_type: onnx.TypeProto.Tensor) -> tuple[int | str | None, ...] | None:
     if not tensor_type.HasField("shape"):
         return None
-    return [dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or None) for dim in tensor_type.shape.dim]
+    return tuple(
+        dim.dim_value if dim.HasField("dim_value") else (dim.dim_param or None) for dim in tensor_type.shape.dim
+    )
 
 
 class _InferredTypes:
@@ -92,17 +104,25 @@ class _InferredTypes:
         for info in list(graph.input) + list(graph.value_info) + list(graph.output):
             self._infos[info.name] = info
         self._tensors = {tensor.name: tensor for tensor in graph.initializer if tensor.name not in self._infos}
+        # A TypeProto's wire bytes -> what it says. Reading a type field by field costs ~1-2 us in Python,
+        # its bytes a fraction of that, and most values of a model share their type with many others.
+        self._by_bytes: dict[bytes, tuple[int, tuple[int | str | None, ...] | None] | None] = {}
 
-    def get(self, name: str) -> tuple[int, list[int | str | None] | None] | None:
+    def get(self, name: str) -> tuple[int, tuple[int | str | None, ...] | None] | None:
         info = self._infos.get(name)
         if info is not None:
-            if info.type.WhichOneof("value") != "tensor_type":
-                return None  # only tensor types are merged (and onnx-ir cannot read map types)
-            tensor_type = info.type.tensor_type
-            return tensor_type.elem_type, _dims(tensor_type)
+            key = info.type.SerializeToString()
+            if key in self._by_bytes:
+                return self._by_bytes[key]
+            found = None
+            if info.type.WhichOneof("value") == "tensor_type":  # only tensor types merge (onnx-ir reads no maps)
+                tensor_type = info.type.tensor_type
+                found = tensor_type.elem_type, _dims(tensor_type)
+            self._by_bytes[key] = found
+            return found
         tensor = self._tensors.get(name)
         if tensor is not None:
-            return tensor.data_type, list(tensor.dims)
+            return tensor.data_type, tuple(tensor.dims)
         return None
 
 
@@ -121,14 +141,15 @@ class InferShapesPass(ir.passes.InPlacePass):
 def apply_inferred(model: ir.Model, inferred: onnx.GraphProto) -> bool:
     """Merge the types onnx inferred for ``model`` (its main graph and subgraphs, as ``inferred``) into it."""
     graphs = list(model.graphs())
-    proto_graphs = list(_proto_graphs(inferred))
+    proto_graphs = list(_proto_graphs(inferred)) if len(graphs) > 1 else [inferred]
     if len(proto_graphs) != len(graphs):  # cannot pair them up: the main graph is the one that matters
         graphs, proto_graphs = graphs[:1], proto_graphs[:1]
     modified = False
+    shapes: dict[tuple[int | str | None, ...], ir.Shape] = {}
     for graph, graph_proto in zip(graphs, proto_graphs):
         known = _InferredTypes(graph_proto)
         for name, value in ir.convenience.create_value_mapping(graph, include_subgraphs=False).items():
             match = known.get(name)
-            if match is not None and _merge(value, *match):
+            if match is not None and _merge(value, *match, shapes):
                 modified = True
     return modified
