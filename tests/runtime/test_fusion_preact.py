@@ -10,6 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnxforge import InferenceSession
 from onnxforge._errors import OnnxForgeError
+from onnxforge.runtime.fusion_preact import _tap_sums
 from onnxforge.runtime.plan import Plan
 from onnxforge.runtime.plan_builder import PlanBuilder
 
@@ -92,3 +93,14 @@ def test_a_wrong_channel_count_still_fails_with_a_typed_error() -> None:
     session = InferenceSession(_model(1, 0).SerializeToString())
     with pytest.raises(OnnxForgeError, match="BatchNormalization"):
         session.run(None, {"x": RNG.standard_normal((1, C + 1, 4, 4)).astype(np.float32)})
+
+
+def test_tap_sums_equal_the_float64_sum_over_the_kernel_positions() -> None:
+    for shape in [(5, 6, 1, 1), (5, 6, 3, 3), (4, 3, 1), (4, 3, 2), (9, 8, 1, 1), (3, 2, 1, 1, 1), (2, 3, 1, 4)]:
+        w = RNG.standard_normal(shape).astype(np.float32)
+        got = _tap_sums(w)
+        want = w.reshape(shape[0], shape[1], -1).sum(axis=2, dtype=np.float64)
+        assert got.dtype == np.float64 and got.shape == shape[:2]
+        np.testing.assert_array_equal(got, want)
+        t = RNG.standard_normal(shape[1])
+        np.testing.assert_array_equal(got @ t, want @ t)  # the bias shift: the same product, bit for bit
