@@ -291,6 +291,62 @@ def rebuild(
     return install(copy, before=before, replaces=replaces)
 
 
+def fold_into(node: ir.Node, inputs: Sequence[ir.Value | None], *, absorbs: ir.Node) -> bool:
+    """``node``, reading ``inputs``, takes the place of ``absorbs`` (which reads ``node``'s output) and its
+    first output: the graph ``rebuild(node, inputs, before=absorbs, replaces=absorbs.outputs[0],
+    absorbs=[absorbs])`` then removing ``absorbs`` and ``node`` gives, built by editing ``node`` in place.
+
+    Copying the node (attributes, the node, its output) and removing the original were half of a fusion's
+    cost. The edit moves ``node`` to ``absorbs``' place and clears what the copy would not carry over (doc
+    strings, metadata), so the result is the same. Falls back to the copy where an edit cannot give the same
+    graph: ``node`` with several outputs (the copy has one) or an output read elsewhere, ``absorbs`` with
+    another output in use, an unnamed output. False, with the graph unchanged, when the output's name
+    cannot move (see ``replace_value``).
+    """
+    replaces, graph = absorbs.outputs[0], absorbs.graph
+    if not _editable_for(node, absorbs):
+        if not rebuild(node, inputs, before=absorbs, replaces=replaces, absorbs=[absorbs]):
+            return False
+        remove_if_dead(absorbs)
+        remove_if_dead(node)
+        return True
+    assert graph is not None
+    node.meta[ABSORBED] = [*node.meta.get(ABSORBED, []), absorbs.name or absorbs.op_type, *absorbs.meta.get(ABSORBED, [])]
+    node.doc_string = None
+    if node.metadata_props:
+        node.metadata_props.clear()
+    if len(node.inputs) != len(inputs):
+        node.resize_inputs(len(inputs))
+    for index, value in enumerate(inputs):
+        if node.inputs[index] is not value:
+            node.replace_input_with(index, value)
+    out = node.outputs[0]
+    out.type, out.shape, out.doc_string = replaces.type, replaces.shape, None
+    if out.metadata_props:
+        out.metadata_props.clear()
+    out.meta.clear()
+    name = replaces.name
+    replaces.name = f"{name}__replaced"
+    out.name = name
+    replaced = replace_value(replaces, out)
+    assert replaced, "checked by _editable_for"
+    graph.insert_before(absorbs, node)  # moves it: the copy would stand where ``absorbs`` stood
+    graph.remove(absorbs, safe=True)
+    return True
+
+
+def _editable_for(node: ir.Node, absorbs: ir.Node) -> bool:
+    """Whether ``fold_into`` can edit ``node`` in place and get the graph a rebuilt copy would give."""
+    if len(node.outputs) != 1 or node.version is not None or node.overload:
+        return False
+    out = node.outputs[0]
+    if out.is_graph_output() or any(use.node is not absorbs for use in out.uses()):
+        return False
+    if absorbs.graph is None or absorbs.graph is not node.graph or not absorbs.outputs[0].name:
+        return False
+    return not any(extra.uses() or extra.is_graph_output() for extra in absorbs.outputs[1:])
+
+
 def install(new: ir.Node, *, before: ir.Node, replaces: ir.Value) -> bool:
     """Insert single-output ``new`` before ``before`` and make it replace ``replaces``, taking its name and type.
 

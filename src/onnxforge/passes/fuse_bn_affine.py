@@ -23,11 +23,10 @@ from onnxforge.passes._util import (
     all_nodes,
     batchnorm_affine,
     const_array,
+    fold_into,
     is_onnx_op,
     make_initializer,
     rank,
-    rebuild,
-    remove_if_dead,
     single_user,
 )
 from onnxforge.passes.fuse_conv_affine import apply_affine, per_channel_operand
@@ -71,8 +70,4 @@ class FuseBatchNormAffinePass(ir.passes.InPlacePass):
         s = make_initializer(graph, new_scale.astype(scale.dtype), names, f"{base}_fused")
         b = make_initializer(graph, new_bias.astype(bias.dtype), names, f"{base}_fused_bias")
         inputs = [bn.inputs[0], s, b, bn.inputs[3], bn.inputs[4]]
-        if not rebuild(bn, inputs, before=node, replaces=node.outputs[0], absorbs=[node]):
-            return False
-        remove_if_dead(node)
-        remove_if_dead(bn)
-        return True
+        return fold_into(bn, inputs, absorbs=node)

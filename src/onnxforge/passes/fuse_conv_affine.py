@@ -95,7 +95,7 @@ class FuseConvAffinePass(ir.passes.InPlacePass):
                 scales = node.op_type in ("Mul", "Div")
                 in_place = scales and _folded_for(conv)
                 new_weight = scaled_weight(weight, scale) if scales and not in_place else None
-                if replace_conv(conv, new_weight, shift.astype(weight.dtype), node.outputs[0], node, names):
+                if replace_conv(conv, new_weight, shift.astype(weight.dtype), node, names):
                     if in_place:
                         scaled_weight(weight, scale, out=weight)
                     fused += 1

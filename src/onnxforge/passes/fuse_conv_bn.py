@@ -23,10 +23,9 @@ from onnxforge.passes._util import (
     all_nodes,
     batchnorm_affine,
     const_array,
+    fold_into,
     is_onnx_op,
     make_initializer,
-    rebuild,
-    remove_if_dead,
     single_user,
 )
 
@@ -66,11 +65,9 @@ def scaled_weight(weight: np.ndarray, scale: np.ndarray, out: np.ndarray | None 
     return out
 
 
-def replace_conv(
-    conv: ir.Node, weight: np.ndarray | None, bias: np.ndarray, replaces: ir.Value, before: ir.Node, names: Names
-) -> bool:
-    """A Conv like ``conv`` with new constant weight (None: the same) and bias, inserted before (and
-    absorbing) the node ``before``, whose output replaces ``replaces``."""
+def replace_conv(conv: ir.Node, weight: np.ndarray | None, bias: np.ndarray, before: ir.Node, names: Names) -> bool:
+    """``conv`` with new constant weight (None: the same) and bias, absorbing the node ``before`` (which
+    reads its output) and taking over that node's place and first output (see ``fold_into``)."""
     graph = before.graph
     assert graph is not None and conv.inputs[1] is not None
     base = conv.inputs[1].name or "conv"
@@ -78,11 +75,7 @@ def replace_conv(
     if weight is not None and w.const_value is not None:
         w.const_value.meta[FOLDED_WEIGHT] = True
     b = make_initializer(graph, bias, names, f"{base}_fused_bias")
-    if not rebuild(conv, [conv.inputs[0], w, b], before=before, replaces=replaces, absorbs=[before]):
-        return False
-    remove_if_dead(before)
-    remove_if_dead(conv)
-    return True
+    return fold_into(conv, [conv.inputs[0], w, b], absorbs=before)
 
 
 class FuseConvBatchNormPass(ir.passes.InPlacePass):
@@ -105,6 +98,6 @@ class FuseConvBatchNormPass(ir.passes.InPlacePass):
                 continue
             new_weight = scaled_weight(weight, k)
             new_bias = (k * bias.astype(np.float64) + c).astype(weight.dtype)
-            if replace_conv(conv, new_weight, new_bias, bn.outputs[0], bn, names):
+            if replace_conv(conv, new_weight, new_bias, bn, names):
                 fused += 1
         return ir.passes.PassResult(model, modified=fused > 0)
