@@ -23,11 +23,15 @@ HasKernel = Callable[[str, str, int], bool]
 def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
     yield graph
     for node in graph.node:
+        if not len(node.attribute):  # ``len`` first: iterating a message's attributes wraps each one
+            continue
         for attr in node.attribute:
-            if attr.HasField("g"):
+            kind = attr.type
+            if kind == onnx.AttributeProto.GRAPH or (kind == onnx.AttributeProto.UNDEFINED and attr.HasField("g")):
                 yield from _graphs(attr.g)
-            for sub in attr.graphs:
-                yield from _graphs(sub)
+            elif kind in (onnx.AttributeProto.GRAPHS, onnx.AttributeProto.UNDEFINED):
+                for sub in attr.graphs:
+                    yield from _graphs(sub)
 
 
 def _value_types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
@@ -99,14 +103,21 @@ def _parse_body(raw: bytes) -> onnx.FunctionProto | None:
 
 def _kernelless(model: onnx.ModelProto, opsets: dict[str, int], has_kernel: HasKernel) -> list[onnx.NodeProto]:
     local = {(f.domain, f.name) for f in model.functions}
-    return [
-        node
-        for graph in _graphs(model.graph)
-        for node in graph.node
-        if (node.domain, node.op_type) not in local
-        and (node.domain or "") in opsets
-        and not has_kernel(node.domain or "", node.op_type, opsets[node.domain or ""])
-    ]
+    # One kernel lookup per distinct op, not per node (a model repeats a few ops hundreds of times).
+    lacking: dict[tuple[str, str], bool] = {}
+    found: list[onnx.NodeProto] = []
+    for graph in _graphs(model.graph):
+        for node in graph.node:
+            op = (node.domain, node.op_type)
+            missing = lacking.get(op)
+            if missing is None:
+                domain = op[0] or ""
+                missing = lacking[op] = (
+                    op not in local and domain in opsets and not has_kernel(domain, op[1], opsets[domain])
+                )
+            if missing:
+                found.append(node)
+    return found
 
 
 def expand_functions(model: onnx.ModelProto, has_kernel: HasKernel) -> onnx.ModelProto:
