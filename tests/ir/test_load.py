@@ -19,7 +19,11 @@ def _model_with_external(tmp_path, location: str, offset: int = 0, length: int |
     for key, value in entries.items():
         tensor.external_data.add(key=key, value=value)
     graph = helper.make_graph(
-        [helper.make_node("Identity", ["w"], ["y"])], "g", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [tensor]
+        [helper.make_node("Identity", ["w"], ["y"])],
+        "g",
+        [],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+        [tensor],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     path = tmp_path / "model.onnx"
@@ -64,7 +68,11 @@ def test_initializer_whose_dims_disagree_with_its_data(tmp_path) -> None:
     del tensor.dims[:]
     tensor.dims.extend([1000, 1000])
     graph = helper.make_graph(
-        [helper.make_node("Identity", ["w"], ["y"])], "g", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [tensor]
+        [helper.make_node("Identity", ["w"], ["y"])],
+        "g",
+        [],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [tensor],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     with pytest.raises(InvalidGraph, match="'w'"):
@@ -91,7 +99,9 @@ def test_a_model_file_parses_through_the_memory_map_as_onnx_loads_it(tmp_path) -
     assert proto == onnx.load(str(path)) and folder == tmp_path
     # The map is closed: the weights the session reads are protobuf's own copy.
     x = np.ones((1, 50), np.float32)
-    np.testing.assert_allclose(InferenceSession(str(path)).run(None, {"x": x})[0], x @ np.arange(5000, dtype=np.float32).reshape(50, 100))
+    np.testing.assert_allclose(
+        InferenceSession(str(path)).run(None, {"x": x})[0], x @ np.arange(5000, dtype=np.float32).reshape(50, 100)
+    )
 
 
 def test_an_empty_file_is_not_a_model(tmp_path) -> None:
@@ -100,4 +110,39 @@ def test_an_empty_file_is_not_a_model(tmp_path) -> None:
     path = tmp_path / "empty.onnx"
     path.write_bytes(b"")
     with pytest.raises(InvalidProtobuf, match="no graph"):
+        InferenceSession(str(path))
+
+
+def _external_tensor(location: str) -> TensorProto:
+    tensor = numpy_helper.from_array(np.arange(4, dtype=np.float32), "c")
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    tensor.external_data.add(key="location", value=location)
+    return tensor
+
+
+@pytest.mark.parametrize("where", ["constant", "constant_in_if_branch", "untyped_attribute"])
+def test_external_data_in_node_attributes_is_checked_too(tmp_path, where: str) -> None:
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    (tmp_path / "outside.bin").write_bytes(b"\0" * 16)
+    constant = helper.make_node("Constant", [], ["c"], value=_external_tensor("../outside.bin"))
+    if where == "untyped_attribute":  # IR-3 era files may leave AttributeProto.type unset
+        constant.attribute[0].type = 0
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])
+    if where == "constant_in_if_branch":
+        branch = helper.make_graph(
+            [constant, helper.make_node("Identity", ["c"], ["y_branch"])],
+            "b",
+            [],
+            [helper.make_tensor_value_info("y_branch", TensorProto.FLOAT, [4])],
+        )
+        nodes = [helper.make_node("If", ["cond"], ["y"], then_branch=branch, else_branch=branch)]
+        inputs = [helper.make_tensor_value_info("cond", TensorProto.BOOL, [])]
+    else:
+        nodes, inputs = [constant, helper.make_node("Identity", ["c"], ["y"])], []
+    model = helper.make_model(helper.make_graph(nodes, "g", inputs, [out]), opset_imports=[helper.make_opsetid("", 17)])
+    path = inner / "model.onnx"
+    path.write_bytes(model.SerializeToString())
+    with pytest.raises(InvalidGraph, match="'c' points at external data '../outside.bin'.*outside the model folder"):
         InferenceSession(str(path))

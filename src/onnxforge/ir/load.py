@@ -80,10 +80,25 @@ def _check_proto(proto: onnx.ModelProto, where: str) -> None:
         )
 
 
+_TENSOR_OR_GRAPH_KINDS = frozenset(
+    {
+        onnx.AttributeProto.TENSOR,
+        onnx.AttributeProto.TENSORS,
+        onnx.AttributeProto.GRAPH,
+        onnx.AttributeProto.GRAPHS,
+        onnx.AttributeProto.UNDEFINED,  # an untyped attribute may hold anything: look at every field
+    }
+)
+
+
 def _external_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
     yield from graph.initializer
     for node in graph.node:
+        if not len(node.attribute):  # ``len`` first: iterating a message's attributes wraps each one
+            continue
         for attr in node.attribute:
+            if attr.type not in _TENSOR_OR_GRAPH_KINDS:  # ints, floats, strings: no tensor inside
+                continue
             if attr.HasField("t"):
                 yield attr.t
             yield from attr.tensors
@@ -160,7 +175,9 @@ class CheckedModel:
         return model
 
 
-def check_model(source: ModelSource, transform: Callable[[onnx.ModelProto], onnx.ModelProto] | None = None) -> CheckedModel:
+def check_model(
+    source: ModelSource, transform: Callable[[onnx.ModelProto], onnx.ModelProto] | None = None
+) -> CheckedModel:
     """Parse and check a model; ``transform`` rewrites the checked proto (the engine expands functions there)."""
     proto, base_dir, aside = _load_proto(source, weights_aside=True)
     where = str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__
