@@ -1,5 +1,6 @@
-"""Fusions edit the surviving node in place (``_util.fold_into``) instead of rebuilding it: the graph, the
-names, the absorbed-node record and the numbers must be what the rebuilt copy gave."""
+"""Fusions edit the surviving node in place (``_fold.fold_into``) instead of rebuilding it, and fold a chain
+(Conv/BN -> Mul -> Add) at once: the graph, the names, the absorbed-node record and the numbers must be
+what rebuilt copies, one absorbed node per visit, gave."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import onnx_ir as ir
 import pytest
 from onnx import helper
 
-from onnxforge.passes import _util
+from onnxforge.passes import _fold, fuse_bn_affine, fuse_conv_affine
 from onnxforge.passes._util import ABSORBED
 from onnxforge.passes.fuse_bn_affine import FuseBatchNormAffinePass
 from onnxforge.passes.fuse_conv_affine import FuseConvAffinePass
@@ -79,11 +80,13 @@ def _bn_mul_add() -> onnx.ModelProto:
 def _fused_both_ways(
     model: onnx.ModelProto, passes: list[type[ir.passes.PassBase]], monkeypatch: pytest.MonkeyPatch
 ) -> tuple[ir.Model, ir.Model]:
-    """The model after ``passes`` as they run (in-place edits), and with every edit refused (rebuilt copies)."""
+    """The model after ``passes`` as they run (in-place edits, chains), and with every edit refused (rebuilt
+    copies, one absorbed node at a time)."""
     edited, modified = apply(model, *(make() for make in passes))
     assert modified
     with monkeypatch.context() as patch:
-        patch.setattr(_util, "_editable_for", lambda node, absorbs: False)
+        for module in (_fold, fuse_bn_affine, fuse_conv_affine):
+            patch.setattr(module, "editable", lambda node, absorbs: False)
         rebuilt, _ = apply(model, *(make() for make in passes))
     return cleaned(edited), cleaned(rebuilt)
 
@@ -133,3 +136,68 @@ def test_a_bn_with_running_statistics_outputs_is_rebuilt(monkeypatch: pytest.Mon
     _assert_same_graph(edited, rebuilt)
     (fused,) = list(edited.graph)
     assert len(fused.outputs) == 1 and fused.meta[ABSORBED] == ["mul", "add"]
+
+
+def _conv_chain(steps: list[str], with_bn: bool) -> onnx.ModelProto:
+    """Conv (-> BN) -> each op of ``steps`` with its own per-channel constant -> Relu."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c0"], name="conv", pads=[1, 1, 1, 1])]
+    if with_bn:
+        nodes.append(_bn("c0", "b0", "bn"))
+    value = "b0" if with_bn else "c0"
+    constants = []
+    for index, op in enumerate(steps):
+        constants.append(init(f"k{index}", RNG.uniform(0.5, 2, (6, 1, 1)).astype(np.float32)))
+        nodes.append(helper.make_node(op, [value, f"k{index}"], [f"s{index}"], name=f"{op.lower()}{index}"))
+        value = f"s{index}"
+    nodes.append(helper.make_node("Relu", [value], ["y"], name="out"))
+    return make_model(
+        nodes,
+        [tensor_info("x", F, [1, 4, 6, 6])],
+        [tensor_info("y", F, [1, 6, 6, 6])],
+        [init("w", rand(6, 4, 3, 3, seed=21)), *constants, *_bn_inits("bn_", 6)],
+    )
+
+
+@pytest.mark.parametrize("steps", [["Mul", "Div", "Add"], ["Add", "Mul", "Sub", "Mul"], ["Div", "Mul"], ["Sub"]])
+@pytest.mark.parametrize("with_bn", [True, False])
+def test_conv_affine_chain_equals_one_fold_per_visit(steps: list[str], with_bn: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first Mul/Div copies a weight of the model (or rescales the BN fold's copy in place); each step's
+    rounding and initializer names are those of separate folds."""
+    model = _conv_chain(steps, with_bn)
+    passes: list[type[ir.passes.PassBase]] = [FuseConvBatchNormPass, FuseConvAffinePass] if with_bn else [FuseConvAffinePass]
+    edited, rebuilt = _fused_both_ways(model, passes, monkeypatch)
+    _assert_same_graph(edited, rebuilt)
+    conv = next(node for node in edited.graph if node.op_type == "Conv")
+    absorbed = [f"{op.lower()}{index}" for index, op in enumerate(steps)]
+    assert conv.meta[ABSORBED] == (["bn", *absorbed] if with_bn else absorbed)
+    assert [node.name for node in edited.graph] == ["conv", "out"]
+    assert_same_outputs(model, edited, {"x": rand(1, 4, 6, 6, seed=22)}, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("steps", [["Div", "Sub"], ["Mul", "Add", "Mul"]])
+def test_bn_affine_chain_equals_one_fold_per_visit(steps: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    nodes = [_bn("x", "b0", "bn")]
+    value, constants = "b0", []
+    for index, op in enumerate(steps):
+        constants.append(init(f"k{index}", RNG.uniform(0.5, 2, (5, 1, 1)).astype(np.float32)))
+        nodes.append(helper.make_node(op, [value, f"k{index}"], [f"s{index}"], name=f"n{index}"))
+        value = f"s{index}"
+    model = make_model(
+        nodes, [tensor_info("x", F, [2, 5, 4, 4])], [tensor_info(value, F, [2, 5, 4, 4])], [*_bn_inits("bn_", 5), *constants]
+    )
+    edited, rebuilt = _fused_both_ways(model, [FuseBatchNormAffinePass], monkeypatch)
+    _assert_same_graph(edited, rebuilt)
+    (bn,) = list(edited.graph)
+    assert bn.meta[ABSORBED] == [f"n{index}" for index in range(len(steps))]
+    assert_same_outputs(model, edited, {"x": rand(2, 5, 4, 4, seed=9)}, rtol=1e-4, atol=1e-4)
+
+
+def test_a_chain_takes_no_node_the_pass_would_visit_before(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In an unsorted graph the Add comes before the Mul it reads: one visit per node folds only the Mul."""
+    model = _conv_chain(["Mul", "Add"], with_bn=False)
+    nodes = list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend([nodes[0], nodes[2], nodes[1], nodes[3]])
+    ir_model = ir.serde.deserialize_model(model)
+    assert FuseConvAffinePass()(ir_model).modified
+    assert [node.op_type for node in ir_model.graph] == ["Add", "Conv", "Relu"]

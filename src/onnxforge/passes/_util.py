@@ -178,13 +178,17 @@ def numpy_tensor(array: np.ndarray, dtype: ir.DataType | None = None) -> ir.Tens
     return ir.Tensor(array, dtype=dtype)
 
 
-def make_initializer(graph: ir.Graph, array: np.ndarray, names: Names, base: str, like: ir.Value | None = None) -> ir.Value:
-    """A new initializer of ``graph`` holding ``array``; ``like`` lends its element type when it matches."""
+def make_initializer(
+    graph: ir.Graph, array: np.ndarray, names: Names | None, base: str, like: ir.Value | None = None
+) -> ir.Value:
+    """A new initializer of ``graph`` holding ``array``, named after ``base`` (``names`` None: ``base``
+    itself, a name the caller took from ``names``); ``like`` lends its element type when it matches."""
     dtype = like.dtype if like is not None and like.dtype not in (None, ir.DataType.UNDEFINED) else None
     if dtype is not None and np_dtype_for(dtype) != array.dtype:
         dtype = None
     tensor = numpy_tensor(array, dtype)
-    value = ir.Value(name=names.fresh(base), shape=ir.Shape(array.shape), type=ir.TensorType(tensor.dtype), const_value=tensor)
+    name = base if names is None else names.fresh(base)
+    value = ir.Value(name=name, shape=ir.Shape(array.shape), type=ir.TensorType(tensor.dtype), const_value=tensor)
     graph.register_initializer(value)
     return value
 
@@ -291,62 +295,6 @@ def rebuild(
     return install(copy, before=before, replaces=replaces)
 
 
-def fold_into(node: ir.Node, inputs: Sequence[ir.Value | None], *, absorbs: ir.Node) -> bool:
-    """``node``, reading ``inputs``, takes the place of ``absorbs`` (which reads ``node``'s output) and its
-    first output: the graph ``rebuild(node, inputs, before=absorbs, replaces=absorbs.outputs[0],
-    absorbs=[absorbs])`` then removing ``absorbs`` and ``node`` gives, built by editing ``node`` in place.
-
-    Copying the node (attributes, the node, its output) and removing the original were half of a fusion's
-    cost. The edit moves ``node`` to ``absorbs``' place and clears what the copy would not carry over (doc
-    strings, metadata), so the result is the same. Falls back to the copy where an edit cannot give the same
-    graph: ``node`` with several outputs (the copy has one) or an output read elsewhere, ``absorbs`` with
-    another output in use, an unnamed output. False, with the graph unchanged, when the output's name
-    cannot move (see ``replace_value``).
-    """
-    replaces, graph = absorbs.outputs[0], absorbs.graph
-    if not _editable_for(node, absorbs):
-        if not rebuild(node, inputs, before=absorbs, replaces=replaces, absorbs=[absorbs]):
-            return False
-        remove_if_dead(absorbs)
-        remove_if_dead(node)
-        return True
-    assert graph is not None
-    node.meta[ABSORBED] = [*node.meta.get(ABSORBED, []), absorbs.name or absorbs.op_type, *absorbs.meta.get(ABSORBED, [])]
-    node.doc_string = None
-    if node.metadata_props:
-        node.metadata_props.clear()
-    if len(node.inputs) != len(inputs):
-        node.resize_inputs(len(inputs))
-    for index, value in enumerate(inputs):
-        if node.inputs[index] is not value:
-            node.replace_input_with(index, value)
-    out = node.outputs[0]
-    out.type, out.shape, out.doc_string = replaces.type, replaces.shape, None
-    if out.metadata_props:
-        out.metadata_props.clear()
-    out.meta.clear()
-    name = replaces.name
-    replaces.name = f"{name}__replaced"
-    out.name = name
-    replaced = replace_value(replaces, out)
-    assert replaced, "checked by _editable_for"
-    graph.insert_before(absorbs, node)  # moves it: the copy would stand where ``absorbs`` stood
-    graph.remove(absorbs, safe=True)
-    return True
-
-
-def _editable_for(node: ir.Node, absorbs: ir.Node) -> bool:
-    """Whether ``fold_into`` can edit ``node`` in place and get the graph a rebuilt copy would give."""
-    if len(node.outputs) != 1 or node.version is not None or node.overload:
-        return False
-    out = node.outputs[0]
-    if out.is_graph_output() or any(use.node is not absorbs for use in out.uses()):
-        return False
-    if absorbs.graph is None or absorbs.graph is not node.graph or not absorbs.outputs[0].name:
-        return False
-    return not any(extra.uses() or extra.is_graph_output() for extra in absorbs.outputs[1:])
-
-
 def install(new: ir.Node, *, before: ir.Node, replaces: ir.Value) -> bool:
     """Insert single-output ``new`` before ``before`` and make it replace ``replaces``, taking its name and type.
 
@@ -391,9 +339,9 @@ def graphs_of(model: ir.Model) -> Iterator[ir.Graph]:
     yield from model.graph.subgraphs()
 
 
-def batchnorm_affine(node: ir.Node) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(k, c)`` with ``BN(x) = k * x + c`` per channel, for an inference BatchNormalization with constant
-    parameters (``k = scale / sqrt(var + eps)``, ``c = bias - k * mean``, in float64); else None."""
+def batchnorm_params(node: ir.Node) -> list[np.ndarray] | None:
+    """``[scale, bias, mean, var]`` of an inference BatchNormalization with constant 1-D float parameters of
+    one shape (no running statistics asked for, no ``training_mode``, ``spatial=1``); else None."""
     if not is_onnx_op(node, "BatchNormalization") or len(node.inputs) != 5:
         return None
     if any(out.uses() or out.is_graph_output() for out in node.outputs[1:]):
@@ -403,8 +351,17 @@ def batchnorm_affine(node: ir.Node) -> tuple[np.ndarray, np.ndarray] | None:
     params = [const_array(v) for v in node.inputs[1:]]
     if any(p is None or p.dtype.kind != "f" or p.ndim != 1 for p in params):
         return None
-    scale, bias, mean, var = (p.astype(np.float64) for p in params)  # type: ignore[union-attr]
-    if not (scale.shape == bias.shape == mean.shape == var.shape):
+    if not (params[0].shape == params[1].shape == params[2].shape == params[3].shape):  # type: ignore[union-attr]
         return None
+    return params  # type: ignore[return-value]
+
+
+def batchnorm_affine(node: ir.Node) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(k, c)`` with ``BN(x) = k * x + c`` per channel, for an inference BatchNormalization with constant
+    parameters (``k = scale / sqrt(var + eps)``, ``c = bias - k * mean``, in float64); else None."""
+    params = batchnorm_params(node)
+    if params is None:
+        return None
+    scale, bias, mean, var = (p.astype(np.float64) for p in params)
     k = scale / np.sqrt(var + float(attr(node, "epsilon", 1e-5)))
     return k, bias - k * mean

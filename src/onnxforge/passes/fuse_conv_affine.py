@@ -17,8 +17,9 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
+from onnxforge.passes._fold import SnapshotOrder, editable
 from onnxforge.passes._util import Names, alive, all_nodes, channel_vector, const_array, is_onnx_op, single_user
-from onnxforge.passes.fuse_conv_bn import FOLDED_WEIGHT, conv_weights, replace_conv, scaled_weight
+from onnxforge.passes.fuse_conv_bn import FOLDED_WEIGHT, conv_weights, fused_names, replace_conv, scaled_weight
 
 
 def per_channel_operand(node: ir.Node, producer_value: ir.Value, out_rank: int, channels: int) -> np.ndarray | None:
@@ -69,12 +70,18 @@ def _folded_for(conv: ir.Node) -> bool:
 
 
 class FuseConvAffinePass(ir.passes.InPlacePass):
-    """Fold a per-channel constant Mul/Add/Sub/Div that follows a Conv into its weights and bias."""
+    """Fold a per-channel constant Mul/Add/Sub/Div that follows a Conv into its weights and bias.
+
+    A chain of them (Conv -> Mul -> Add, as Caffe2-era models write) is folded at once, with the numbers and
+    names that folding one node per visit gives (each step rounded to the weight's type, names taken in
+    the same order), without building the intermediate Conv and initializers."""
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         names = Names(model)
+        nodes = all_nodes(model)
+        order = SnapshotOrder(nodes)
         fused = 0
-        for node in all_nodes(model):
+        for node in nodes:
             if not alive(node) or not is_onnx_op(node, "Mul", "Add", "Sub", "Div"):
                 continue
             for value in node.inputs:
@@ -88,16 +95,58 @@ class FuseConvAffinePass(ir.passes.InPlacePass):
                 c = per_channel_operand(node, value, weight.ndim, weight.shape[0])  # type: ignore[arg-type]
                 if c is None or const_array(value) is not None:
                     continue
-                ones = np.ones(weight.shape[0])
-                scale, shift = apply_affine(node.op_type, ones, bias.astype(np.float64), c.astype(np.float64))
-                # Add and Sub leave the weight as it is: the Conv keeps reading the same initializer. So does a
-                # weight an earlier fold made for this Conv alone, rescaled in place once the Conv is rebuilt.
-                scales = node.op_type in ("Mul", "Div")
-                in_place = scales and _folded_for(conv)
-                new_weight = scaled_weight(weight, scale) if scales and not in_place else None
-                if replace_conv(conv, new_weight, shift.astype(weight.dtype), node, names):
-                    if in_place:
-                        scaled_weight(weight, scale, out=weight)
+                if _fold_chain(conv, weight, bias, _chain(conv, node, c, weight, order), names):
                     fused += 1
                     break
         return ir.passes.PassResult(model, modified=fused > 0)
+
+
+def _chain(conv: ir.Node, node: ir.Node, c: np.ndarray, weight: np.ndarray, order: SnapshotOrder) -> list[tuple[ir.Node, np.ndarray]]:
+    """``node`` with its vector ``c``, then each next node (the only reader of the one before, visited after it)
+    that a fold one node per visit would also take into ``conv``, while the chain can be edited in place."""
+    chain = [(node, c)]
+    if not editable(conv, [node]):
+        return chain
+    while True:
+        last = chain[-1][0]
+        out = last.outputs[0]
+        reader = single_user(out)
+        if reader is None or reader.graph is not last.graph or not order.after(last, reader):
+            return chain
+        vector = per_channel_operand(reader, out, weight.ndim, weight.shape[0])
+        if vector is None or not editable(conv, [*(n for n, _ in chain), reader]):
+            return chain
+        chain.append((reader, vector))
+
+
+def _fold_chain(conv: ir.Node, weight: np.ndarray, bias: np.ndarray, chain: list[tuple[ir.Node, np.ndarray]], names: Names) -> bool:
+    """Fold ``chain`` into ``conv`` (weight ``weight``, bias ``bias``), step by step as separate folds would.
+
+    Add and Sub leave the weight as it is: the Conv keeps reading the same initializer. So does a weight an
+    earlier fold made for this Conv alone, rescaled in place once the Conv is edited; the first Mul or Div
+    that meets a weight of the model's makes a copy, which later steps rescale in place."""
+    base = conv.inputs[1].name or "conv"  # type: ignore[union-attr]
+    rescale_given = _folded_for(conv)
+    deferred: list[np.ndarray] = []  # scales for the Conv's own folded weight, applied once the fold is done
+    copy: np.ndarray | None = None
+    copy_name: str | None = None
+    ones = np.ones(weight.shape[0])
+    for node, c in chain:
+        scale, shift = apply_affine(node.op_type, ones, bias.astype(np.float64), c.astype(np.float64))
+        bias = shift.astype(weight.dtype)
+        scales = node.op_type in ("Mul", "Div")
+        weight_name, bias_name = fused_names(base, scales and copy is None and not rescale_given, names)
+        if not scales:
+            continue
+        if copy is not None:
+            scaled_weight(copy, scale, out=copy)
+        elif rescale_given:
+            deferred.append(scale)
+        else:
+            copy, copy_name = scaled_weight(weight, scale), weight_name
+            base = weight_name  # type: ignore[assignment]
+    if not replace_conv(conv, copy, bias, [node for node, _ in chain], (copy_name, bias_name)):
+        return False
+    for scale in deferred:
+        scaled_weight(weight, scale, out=weight)
+    return True

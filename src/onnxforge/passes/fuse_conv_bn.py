@@ -14,16 +14,18 @@ so ``BN(Conv(X, W, B)) = Conv(X, W', B')``. Applies when the Conv's output is re
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import onnx_ir as ir
 
+from onnxforge.passes._fold import fold_into
 from onnxforge.passes._util import (
     Names,
     alive,
     all_nodes,
     batchnorm_affine,
     const_array,
-    fold_into,
     is_onnx_op,
     make_initializer,
     single_user,
@@ -65,17 +67,30 @@ def scaled_weight(weight: np.ndarray, scale: np.ndarray, out: np.ndarray | None 
     return out
 
 
-def replace_conv(conv: ir.Node, weight: np.ndarray | None, bias: np.ndarray, before: ir.Node, names: Names) -> bool:
-    """``conv`` with new constant weight (None: the same) and bias, absorbing the node ``before`` (which
-    reads its output) and taking over that node's place and first output (see ``fold_into``)."""
-    graph = before.graph
+def fused_names(base: str, scales: bool, names: Names) -> tuple[str | None, str]:
+    """Names for a fold's new weight (when it ``scales`` it into a new array) and bias, ``base`` the Conv's
+    weight name: taken in this order so a chain folded at once names them as folds one node at a time."""
+    weight_name = names.fresh(f"{base}_fused") if scales else None
+    return weight_name, names.fresh(f"{base}_fused_bias")
+
+
+def replace_conv(
+    conv: ir.Node, weight: np.ndarray | None, bias: np.ndarray, absorbs: Sequence[ir.Node], names: tuple[str | None, str]
+) -> bool:
+    """``conv`` with new constant weight (None: the same) and bias (named ``names``, see ``fused_names``),
+    absorbing the chain ``absorbs`` that reads its output and taking over its place and output (``fold_into``)."""
+    graph = absorbs[-1].graph
+    weight_name, bias_name = names
     assert graph is not None and conv.inputs[1] is not None
-    base = conv.inputs[1].name or "conv"
-    w = conv.inputs[1] if weight is None else make_initializer(graph, weight, names, f"{base}_fused")
-    if weight is not None and w.const_value is not None:
-        w.const_value.meta[FOLDED_WEIGHT] = True
-    b = make_initializer(graph, bias, names, f"{base}_fused_bias")
-    return fold_into(conv, [conv.inputs[0], w, b], absorbs=before)
+    if weight is None:
+        w = conv.inputs[1]
+    else:
+        assert weight_name is not None
+        w = make_initializer(graph, weight, None, weight_name)
+        if w.const_value is not None:
+            w.const_value.meta[FOLDED_WEIGHT] = True
+    b = make_initializer(graph, bias, None, bias_name)
+    return fold_into(conv, [conv.inputs[0], w, b], absorbs=absorbs)
 
 
 class FuseConvBatchNormPass(ir.passes.InPlacePass):
@@ -98,6 +113,7 @@ class FuseConvBatchNormPass(ir.passes.InPlacePass):
                 continue
             new_weight = scaled_weight(weight, k)
             new_bias = (k * bias.astype(np.float64) + c).astype(weight.dtype)
-            if replace_conv(conv, new_weight, new_bias, bn, names):
+            base = conv.inputs[1].name or "conv"  # type: ignore[union-attr]
+            if replace_conv(conv, new_weight, new_bias, [bn], fused_names(base, True, names)):
                 fused += 1
         return ir.passes.PassResult(model, modified=fused > 0)
