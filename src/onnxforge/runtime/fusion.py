@@ -86,7 +86,7 @@ class NodeInfo:
 class StepSpec:
     """One step before it is frozen into the plan: its call, slots, and what fusion needs to know."""
 
-    __slots__ = ("activation", "attrs", "call", "info", "ins", "kdef", "outs", "weights")
+    __slots__ = ("activation", "attrs", "call", "info", "ins", "kdef", "op", "outs", "weights")
 
     def __init__(
         self,
@@ -98,14 +98,13 @@ class StepSpec:
         attrs: dict[str, Any] | None = None,
     ) -> None:
         self.call, self.info, self.ins, self.outs, self.kdef, self.attrs = call, info, ins, outs, kdef, attrs or {}
+        # The ONNX op type for a default-domain node, else "" (custom domains fuse nothing). An attribute, not a
+        # property: the fusions read it a dozen times per step, and ``info`` is never replaced.
+        self.op = info.op_type if info.domain == "" else ""
         # A Conv whose weight and bias were rewritten at build time: (W, B), no longer in any slot.
         self.weights: tuple[np.ndarray, np.ndarray] | None = None
         # An in-place activation fused onto the end of this step's call (kept so a rewrite can re-wrap it).
         self.activation: Callable[[np.ndarray], np.ndarray] | None = None
-
-    @property
-    def op(self) -> str:
-        return self.info.op_type if self.info.domain == "" else ""
 
 
 def foldable(op_type: str, domain: str, kdef: KernelDef) -> bool:
@@ -148,30 +147,32 @@ def fuse(specs: list[StepSpec], ctx: FusionContext) -> list[StepSpec]:
     from onnxforge.runtime.fusion_transformer import fuse_transformer  # noqa: PLC0415
 
     # A rewrite runs only where its anchor op is present: each one maps every step's readers first, which
-    # on a graph without the op (a 1,000-node chain of Adds) was most of the plan's fusion time.
-    if _has(specs, "Erf"):
+    # on a graph without the op (a 1,000-node chain of Adds) was most of the plan's fusion time. The ops are
+    # listed once, before the rewrites: none of them makes a step of an anchor op out of other ops, so a
+    # rewrite that finds its anchor gone runs for nothing, and changes nothing.
+    present = {spec.op for spec in specs}
+    if "Erf" in present:
         specs = fuse_gelu(specs, ctx)
-    if _has(specs, "MatMul", "Softmax"):
+    if not present.isdisjoint(("MatMul", "Softmax")):
         specs = fuse_transformer(specs, ctx)
-    if _has(specs, "BatchNormalization"):
+    if "BatchNormalization" in present:
         specs = fold_preactivations(specs, ctx)
     # In-place next: a later op+Relu merge then wraps the in-place call rather than losing it.
     _in_place(specs, ctx)
     specs = fuse_pairs(specs, ctx)
     specs = fuse_elementwise_chains(specs, ctx)
-    return channels_last_chains(specs, ctx) if _has(specs, "Conv") else specs
-
-
-def _has(specs: list[StepSpec], *ops: str) -> bool:
-    return any(spec.op in ops for spec in specs)
+    return channels_last_chains(specs, ctx) if "Conv" in present else specs
 
 
 def _readers(specs: list[StepSpec]) -> dict[int, list[int]]:
     readers: dict[int, list[int]] = {}
+    get = readers.get
     for index, spec in enumerate(specs):
         ins = spec.ins
-        for slot in ins if len(ins) < 2 else dict.fromkeys(ins):  # each reader once, in input order
-            users = readers.get(slot)
+        # Each reader once, in input order; most steps read one or two distinct slots, which need no dedupe.
+        distinct = len(ins) < 2 or (len(ins) == 2 and ins[0] != ins[1])
+        for slot in ins if distinct else dict.fromkeys(ins):
+            users = get(slot)
             if users is None:
                 readers[slot] = [index]
             else:
@@ -180,8 +181,8 @@ def _readers(specs: list[StepSpec]) -> dict[int, list[int]]:
 
 
 def _sole_reader(slot: int, readers: dict[int, list[int]], ctx: FusionContext) -> int | None:
-    users = readers.get(slot, [])
-    return users[0] if len(users) == 1 and slot not in ctx.protected else None
+    users = readers.get(slot)
+    return users[0] if users is not None and len(users) == 1 and slot not in ctx.protected else None
 
 
 def _in_place(specs: list[StepSpec], ctx: FusionContext) -> None:

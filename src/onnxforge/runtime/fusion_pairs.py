@@ -25,18 +25,22 @@ from onnxforge.runtime.fusion import (
     _sole_reader,
 )
 
+# What fold_conv_affine (BatchNormalization, Mul, Add) and with_relu (Relu, Clip) merge into their producer.
+_PAIR_CONSUMERS = frozenset({"BatchNormalization", "Mul", "Add", "Relu", "Clip"})
+
 
 def fuse_pairs(specs: list[StepSpec], ctx: FusionContext) -> list[StepSpec]:
     """Merge consumers into their producer: Conv + per-channel affine ops (repeatedly), then + Relu."""
     readers = _readers(specs)
     dropped: set[int] = set()
     for index, spec in enumerate(specs):
-        if index in dropped or len(spec.outs) != 1:
+        # Both rules start from a Conv or another Relu producer, and merge only the ops below.
+        if index in dropped or len(spec.outs) != 1 or spec.op not in _RELU_PRODUCERS:
             continue
         rules = [fold_conv_affine, with_relu]
         while rules:
             nxt = _sole_reader(spec.outs[0], readers, ctx)
-            if nxt is None or nxt in dropped:
+            if nxt is None or nxt in dropped or specs[nxt].op not in _PAIR_CONSUMERS:
                 break
             merged = rules[0](spec, specs[nxt], ctx)
             if merged is None:

@@ -59,6 +59,7 @@ class _GraphCompiler:
         self.guarded: list[int] = []  # overridable initializers treated as constants (see Plan)
         # Slots whose value is known at build time: initializers that are not inputs, folded Constant nodes.
         self.constant_slots: set[int] = set()
+        self.kernels: dict[tuple[str, str], KernelDef | None] = {}
 
     def _new_slot(self, value: ir.Value | None, initial: Any = None) -> int:
         slot = len(self.template)
@@ -67,7 +68,7 @@ class _GraphCompiler:
             self.slots[value] = slot
         return slot
 
-    def _slot_for_input(self, value: ir.Value | None, reader: str) -> int:
+    def _slot_for_input(self, value: ir.Value | None, reader: NodeInfo | str) -> int:
         if value is None:
             return _NONE
         slot = self.slots.get(value)
@@ -77,7 +78,17 @@ class _GraphCompiler:
             slot = self._new_slot(value)
             self.captures.append((value, slot))
             return slot
-        raise InvalidGraph(f"{reader} reads '{value.name}', which no node, input or initializer produces")
+        who = reader if isinstance(reader, str) else reader.describe()  # described only for the error
+        raise InvalidGraph(f"{who} reads '{value.name}', which no node, input or initializer produces")
+
+    def _kernel_for(self, domain: str, op_type: str, opset: int) -> KernelDef | None:
+        """The registry's kernel, resolved once per (domain, op) of this graph: the opset is the graph's."""
+        key = (domain, op_type)
+        try:
+            return self.kernels[key]
+        except KeyError:
+            kdef = self.kernels[key] = self.builder.registry.resolve(domain, op_type, opset)
+            return kdef
 
     def compile(self) -> Plan:
         graph = self.graph
@@ -119,31 +130,38 @@ class _GraphCompiler:
         return plan
 
     def _compile_node(self, node: ir.Node) -> None:
-        domain = canonical_domain(node.domain)
+        domain = node.domain
+        if domain:
+            domain = canonical_domain(domain)
+        op_type = node.op_type
         opset = self.builder.opsets.get(domain)
-        name = node.name or f"{node.op_type}_{self.node_count}"
+        name = node.name or f"{op_type}_{self.node_count}"
         if opset is None:
             raise InvalidGraph(
-                f"node '{name}' ({node.op_type}) uses domain '{node.domain}', which the model does not import"
+                f"node '{name}' ({op_type}) uses domain '{node.domain}', which the model does not import"
             )
-        info = NodeInfo(name, node.op_type, domain, opset)
-        kdef = self.builder.registry.resolve(domain, node.op_type, opset)
+        info = NodeInfo(name, op_type, domain, opset)
+        kdef = self._kernel_for(domain, op_type, opset)
         if kdef is None:
             raise NotImplemented(
-                f"Could not find an implementation for {node.op_type}({opset}) node with name '{name}' "
+                f"Could not find an implementation for {op_type}({opset}) node with name '{name}' "
                 f"in domain '{domain or 'ai.onnx'}' (opset {opset})"
             )
         inputs = list(node.inputs)
         while inputs and inputs[-1] is None:
             inputs.pop()
-        in_slots = [self._slot_for_input(value, info.describe()) for value in inputs]
-        attrs, captured = self._bind_attributes(node, kdef, info)
-        call = self._make_call(node, kdef, info, attrs, in_slots)
+        slots = self.slots
+        in_slots = [slots[value] if value in slots else self._slot_for_input(value, info) for value in inputs]
+        if node.attributes.data or kdef.context or kdef.required:
+            attrs, captured = self._bind_attributes(node, kdef, info)
+        else:
+            attrs, captured = {}, []
+        call = self._make_call(kdef, attrs, in_slots)
         if captured:
             call = _with_outer(call, len(in_slots), captured)
-            in_slots += [self._slot_for_input(value, info.describe()) for value in captured]
+            in_slots += [self._slot_for_input(value, info) for value in captured]
         out_slots = tuple(self._new_slot(value) if value.name else _DISCARD for value in node.outputs)
-        if node.op_type == "Constant" and domain == "" and not in_slots:
+        if op_type == "Constant" and domain == "" and not in_slots:
             self._fold_constant(call, info, out_slots)
             return
         self.node_count += 1
@@ -151,8 +169,8 @@ class _GraphCompiler:
             self.builder.optimize
             and in_slots
             and not captured
-            and all(slot in self.constant_slots for slot in in_slots)
-            and fusion.foldable(node.op_type, domain, kdef)
+            and self.constant_slots.issuperset(in_slots)
+            and fusion.foldable(op_type, domain, kdef)
             and self._try_fold(call, in_slots, out_slots)
         ):
             return
@@ -161,7 +179,9 @@ class _GraphCompiler:
     def _bind_attributes(self, node: ir.Node, kdef: KernelDef, info: NodeInfo) -> tuple[dict[str, Any], list[ir.Value]]:
         attrs: dict[str, Any] = {}
         captured: list[ir.Value] = []
-        for attr_name, attr in node.attributes.items():
+        # The UserDict's own dict: its Mapping methods cost a Python call per item. A copy, as a TENSOR
+        # attribute is replaced on the way.
+        for attr_name, attr in list(node.attributes.data.items()):
             if attr_name not in kdef.attributes and not kdef.accepts_any_attribute:
                 raise NotImplemented(
                     f"{info.describe()}: attribute '{attr_name}' is not supported by kernel {kdef.name}"
@@ -176,9 +196,14 @@ class _GraphCompiler:
                 and (detached := _detached(attr.value, attrs[attr_name])) is not attr.value
             ):
                 node.attributes[attr_name] = ir.AttrTensor(attr_name, detached, doc_string=attr.doc_string)
-        missing = sorted(kdef.required - set(attrs))
-        if missing:
+        if not kdef.required.issubset(attrs):
+            missing = sorted(kdef.required - set(attrs))
             raise InvalidGraph(f"{info.describe()}: required attribute(s) {missing} missing")
+        if kdef.context:
+            self._bind_context(node, kdef, info, attrs)
+        return attrs, captured
+
+    def _bind_context(self, node: ir.Node, kdef: KernelDef, info: NodeInfo, attrs: dict[str, Any]) -> None:
         if "_num_outputs" in kdef.context:
             attrs["_num_outputs"] = len(node.outputs)
         if "_node" in kdef.context:
@@ -190,7 +215,6 @@ class _GraphCompiler:
                 np_dtype_for(value.dtype) if value.dtype is not None and value.dtype != ir.DataType.UNDEFINED else None
                 for value in node.outputs
             )
-        return attrs, captured
 
     def _attribute_value(self, attr: ir.Attr, captured: list[ir.Value]) -> Any:
         kind = attr.type
@@ -216,9 +240,7 @@ class _GraphCompiler:
                 captured.append(value)
         return plan
 
-    def _make_call(
-        self, node: ir.Node, kdef: KernelDef, info: NodeInfo, attrs: dict[str, Any], in_slots: list[int]
-    ) -> Callable[..., Any]:
+    def _make_call(self, kdef: KernelDef, attrs: dict[str, Any], in_slots: list[int]) -> Callable[..., Any]:
         if kdef.prepare is not None:
             constants = [self.template[s] if s in self.constant_slots else None for s in in_slots]
             plain_attrs = {k: v for k, v in attrs.items() if k not in ("_outer",)}
