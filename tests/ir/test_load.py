@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
+import onnx_ir as ir
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxforge import InferenceSession, InvalidGraph, NoSuchFile
+from onnxforge.ir.load import check_model
 
 
 def _model_with_external(tmp_path, location: str, offset: int = 0, length: int | None = None) -> str:
@@ -146,3 +149,40 @@ def test_external_data_in_node_attributes_is_checked_too(tmp_path, where: str) -
     path.write_bytes(model.SerializeToString())
     with pytest.raises(InvalidGraph, match="'c' points at external data '../outside.bin'.*outside the model folder"):
         InferenceSession(str(path))
+
+
+def _ir3_model_with_initializer_input() -> onnx.ModelProto:
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "k"], ["y"])],
+        "g",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [2]),
+            helper.make_tensor_value_info("k", TensorProto.FLOAT, [2]),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+        [numpy_helper.from_array(np.ones(2, np.float32), "k")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 7)], ir_version=3)
+
+
+def test_below_ir4_initializer_inputs_leave_the_inputs_only_when_asked() -> None:
+    data = _ir3_model_with_initializer_input().SerializeToString()
+
+    as_constants = check_model(data).to_ir(initializers_as_constants=True)
+    as_written = check_model(data).to_ir()
+
+    assert [v.name for v in as_constants.graph.inputs] == ["x"]
+    k = as_constants.graph.initializers["k"]
+    assert k.dtype == ir.DataType.FLOAT and tuple(k.shape) == (2,)
+    np.testing.assert_array_equal(k.const_value.numpy(), [1.0, 1.0])
+    assert [v.name for v in as_written.graph.inputs] == ["x", "k"]
+
+
+def test_a_callers_model_proto_is_never_edited() -> None:
+    model = _ir3_model_with_initializer_input()
+
+    check_model(model).to_ir(initializers_as_constants=True)
+
+    assert [v.name for v in model.graph.input] == ["x", "k"]
+    (y,) = InferenceSession(model).run(None, {"x": np.float32([1, 2])})
+    np.testing.assert_array_equal(y, [2.0, 3.0])

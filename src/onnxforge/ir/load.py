@@ -147,6 +147,14 @@ def check_external_data(proto: onnx.ModelProto, base_dir: Path | None, where: st
     return found
 
 
+def _drop_initializer_inputs(graph: onnx.GraphProto) -> None:
+    names = {tensor.name for tensor in graph.initializer}
+    kept = [value for value in graph.input if value.name not in names]
+    if len(kept) != len(graph.input):
+        del graph.input[:]
+        graph.input.extend(kept)
+
+
 @dataclass(frozen=True)
 class CheckedModel:
     """A parsed and checked model, ready to become onnx-ir (as often as asked: each call builds a new one)."""
@@ -157,9 +165,18 @@ class CheckedModel:
     where: str
     has_external_data: bool
     aside: Mapping[str, np.ndarray] = dataclasses.field(default_factory=dict)  # initializer name -> array
+    owns_engine_proto: bool = False  # parsed by the loader or copied by ``transform``: not the caller's object
 
-    def to_ir(self) -> ir.Model:
-        """The onnx-ir model, tensors referring to the protobuf's bytes (external data lazily mapped)."""
+    def to_ir(self, initializers_as_constants: bool = False) -> ir.Model:
+        """The onnx-ir model, tensors referring to the protobuf's bytes (external data lazily mapped).
+
+        ``initializers_as_constants``: below IR version 4 every initializer had to be listed as a graph input
+        too; leave those out of the inputs, for a caller that treats them as constants (a session, as ORT
+        does). Done on the protobuf when it is this loader's own (parsed here, or a copy), so onnx-ir does not
+        deserialize their input declarations only for the caller to drop them: ~10 us each, and light
+        DenseNet-121 lists 848. A caller's ModelProto is never edited."""
+        if initializers_as_constants and self.engine_proto.ir_version < 4 and self.owns_engine_proto:
+            _drop_initializer_inputs(self.engine_proto.graph)
         try:
             model = ir.serde.deserialize_model(self.engine_proto)
         except Exception as exc:  # onnx-ir raises plain exceptions for malformed graphs
@@ -185,7 +202,8 @@ def check_model(
     has_external_data = check_external_data(proto, base_dir, where)
     with text_errors(proto, where):
         engine_proto = transform(proto) if transform is not None else proto
-    return CheckedModel(proto, engine_proto, base_dir, where, has_external_data, aside)
+    owned = not isinstance(source, onnx.ModelProto) or engine_proto is not source
+    return CheckedModel(proto, engine_proto, base_dir, where, has_external_data, aside, owned)
 
 
 def load_model(

@@ -221,7 +221,7 @@ class InferenceSession:
             inferred = None
 
         def load() -> ir.Model:
-            model = checked.to_ir()
+            model = checked.to_ir(initializers_as_constants=True)
             self._apply_options(model)
             _constant_initializers_before_ir4(model)
             return model
