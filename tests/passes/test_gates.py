@@ -51,6 +51,48 @@ def test_op_types_and_nodes_of_walk_subgraphs() -> None:
     ]
 
 
+def _nested_ifs() -> ir.Model:
+    """An If whose branches hold another If, with an initializer and named values at every level."""
+    inner = helper.make_graph(
+        [helper.make_node("Add", ["x", "k_inner"], ["inner_out"], name="inner_add")],
+        "inner",
+        [],
+        [tensor_info("inner_out", F, [3])],
+        [init("k_inner", np.ones(3, dtype=np.float32))],
+    )
+    outer = helper.make_graph(
+        [
+            helper.make_node("Neg", ["x"], ["neg"], name="neg"),
+            helper.make_node("If", ["cond"], ["branch_out"], then_branch=inner, else_branch=inner, name="inner_if"),
+        ],
+        "outer",
+        [],
+        [tensor_info("branch_out", F, [3])],
+    )
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("If", ["cond"], ["y"], then_branch=outer, else_branch=outer, name="outer_if"),
+    ]
+    proto = make_model(nodes, [tensor_info("x", F, [3]), tensor_info("cond", 9, [])], [tensor_info("y", F, [3])])
+    return ir.serde.deserialize_model(proto)
+
+
+def test_nodes_of_and_names_walk_nested_subgraphs_as_onnx_ir_does() -> None:
+    from onnxforge.passes._util import Names
+
+    model = _nested_ifs()
+    graphs: list[ir.Graph] = []
+    assert _gates.nodes_of(model.graph, graphs=graphs) == list(ir.traversal.RecursiveGraphIterator(model.graph))
+    assert graphs == list(model.graph.subgraphs())
+    expected: set[str] = set()
+    for graph in [model.graph, *model.graph.subgraphs()]:
+        expected.update(graph.initializers)
+        expected.update(v.name for v in graph.inputs if v.name)
+        for node in graph:
+            expected.update(v.name for v in node.outputs if v.name)
+    assert Names(model).taken == expected and {"k_inner", "inner_out", "neg", "r"} <= expected
+
+
 def test_may_share_subexpressions_needs_two_nodes_on_the_same_inputs() -> None:
     assert not _gates.may_share_subexpressions(_chain([0, 1, 2]))
     proto = make_model(

@@ -19,6 +19,7 @@ import onnx_ir as ir
 from onnxforge.ir import order
 
 _SUBGRAPH_KINDS = (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
+_GRAPH, _GRAPHS = _SUBGRAPH_KINDS
 
 
 def subgraphs_of(node: ir.Node) -> list[ir.Graph]:
@@ -33,15 +34,32 @@ def subgraphs_of(node: ir.Node) -> list[ir.Graph]:
     return graphs
 
 
-def nodes_of(graph: ir.Graph, into: list[ir.Node] | None = None) -> list[ir.Node]:
+def nodes_of(graph: ir.Graph, into: list[ir.Node] | None = None, graphs: list[ir.Graph] | None = None) -> list[ir.Node]:
     """Every node of ``graph`` and its subgraphs, each node before its subgraphs' nodes (as onnx-ir's
-    ``RecursiveGraphIterator`` orders them), without a generator per node."""
+    ``RecursiveGraphIterator`` orders them), without a generator per node; ``graphs`` collects the
+    subgraphs met, in the same order.
+
+    Half the cost of the obvious loop: the attributes' dict is tested directly (``Attributes`` is a
+    UserDict, whose ``len`` is a Python call) and a node's subgraphs are walked without listing them."""
     nodes = [] if into is None else into
+    append = nodes.append
     for node in graph:
-        nodes.append(node)
-        if node.attributes:
-            for sub in subgraphs_of(node):
-                nodes_of(sub, nodes)
+        append(node)
+        data = node.attributes.data
+        if not data:
+            continue
+        for attribute in data.values():
+            kind = attribute.type
+            if kind == _GRAPH:
+                subs = [attribute.value]
+            elif kind == _GRAPHS:
+                subs = list(attribute.value)
+            else:
+                continue
+            for sub in subs:
+                if graphs is not None:
+                    graphs.append(sub)
+                nodes_of(sub, nodes, graphs)
     return nodes
 
 

@@ -8,7 +8,7 @@ models, or a session's overridable initializers) can be fed at run time, so they
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -145,13 +145,15 @@ class Names:
     @property
     def taken(self) -> set[str]:
         if self._taken is None:
-            taken: set[str] = set()
-            for graph in graphs_of(self._model):
+            graphs = [self._model.graph]
+            nodes = nodes_of(self._model.graph, graphs=graphs)
+            taken: set[str | None] = {value.name for node in nodes for value in node.outputs}
+            for graph in graphs:
                 taken.update(graph.initializers)
-                taken.update(v.name for v in graph.inputs if v.name)
-                for node in graph:
-                    taken.update(v.name for v in node.outputs if v.name)
-            self._taken = taken
+                taken.update([value.name for value in graph.inputs])
+            taken.discard(None)
+            taken.discard("")
+            self._taken = taken  # type: ignore[assignment]
         return self._taken
 
     def fresh(self, base: str) -> str:
@@ -332,11 +334,6 @@ def channel_vector(array: np.ndarray, out_rank: int | None, channels: int | None
     if shape[axis] not in (1, channels):
         return None
     return np.broadcast_to(array.reshape(-1), (channels,)).copy()
-
-
-def graphs_of(model: ir.Model) -> Iterator[ir.Graph]:
-    yield model.graph
-    yield from model.graph.subgraphs()
 
 
 def batchnorm_params(node: ir.Node) -> list[np.ndarray] | None:
