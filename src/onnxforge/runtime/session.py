@@ -22,6 +22,7 @@ import onnxforge.runtime.kernels  # noqa: F401 - registers the built-in kernels
 from onnxforge._errors import Fail, InvalidArgument
 from onnxforge.ir.dtypes import np_dtype_for, proto_type_string
 from onnxforge.ir.load import ModelSource, check_model
+from onnxforge.ir.map_types import without_map_types
 from onnxforge.ir.text import text_errors
 from onnxforge.runtime.branches import find_sections
 from onnxforge.runtime.expand import expand_functions
@@ -138,7 +139,11 @@ class _InputSpec:
                     f"Invalid rank for input: {self.name} Got: {value.ndim} Expected: {len(self.dims)} "
                     "Please fix either the inputs/outputs or the model."
                 )
-            wrong = [(i, got, want) for i, (got, want) in enumerate(zip(value.shape, self.dims)) if isinstance(want, int) and got != want]
+            wrong = [
+                (i, got, want)
+                for i, (got, want) in enumerate(zip(value.shape, self.dims))
+                if isinstance(want, int) and got != want
+            ]
             if wrong:
                 lines = "".join(f" index: {i} Got: {got} Expected: {want}\n" for i, got, want in wrong)
                 raise InvalidArgument(
@@ -213,7 +218,7 @@ class InferenceSession:
     # ----- building -------------------------------------------------------------------------------
     def _build(self, path_or_bytes: ModelSource) -> None:
         self._model_path = path_or_bytes if isinstance(path_or_bytes, (str, os.PathLike)) else None
-        checked = check_model(path_or_bytes, transform=lambda p: expand_functions(p, _has_kernel))
+        checked = check_model(path_or_bytes, transform=lambda p: without_map_types(expand_functions(p, _has_kernel)))
         proto = checked.proto
         where = str(self._model_path or "bytes")
         inferred = check_types(proto, where)
@@ -227,7 +232,10 @@ class InferenceSession:
             return model
 
         model = optimize_for_level(
-            load(), self._sess_options.graph_optimization_level, reload=load, inferred=None if inferred is None else inferred.graph
+            load(),
+            self._sess_options.graph_optimization_level,
+            reload=load,
+            inferred=None if inferred is None else inferred.graph,
         )
         # ``model`` stays a local: the session keeps the plan, not the model. onnx-ir graphs are cyclic (nodes
         # <-> values), so a kept model, and every weight it holds, would outlive ``del session`` until the next
@@ -264,7 +272,10 @@ class InferenceSession:
         if overrides:
             for value in model.graph.inputs:
                 if value.shape is not None:
-                    dims = [overrides.get(getattr(d, "value", None), d) if not isinstance(d, int) else d for d in value.shape]
+                    dims = [
+                        overrides.get(getattr(d, "value", None), d) if not isinstance(d, int) else d
+                        for d in value.shape
+                    ]
                     value.shape = ir.Shape(dims)
         for name, array in self._sess_options.initializers.items():
             target = model.graph.initializers.get(name)
@@ -303,7 +314,12 @@ class InferenceSession:
     def _node_arg(value: ir.Value, proto_types: Mapping[str, onnx.TypeProto]) -> NodeArg:
         type_proto = proto_types.get(value.name)
         type_string = proto_type_string(type_proto) if type_proto is not None else "unknown"
-        return NodeArg(value.name, type_string, _dims(value) if isinstance(value.type, ir.TensorType) else None)
+        # A sequence's or map's shape is [], as onnxruntime gives it. A tensor of unknown rank keeps None here
+        # (onnxruntime says [] there too), which the CLI's --random reads as "no declared shape".
+        is_tensor = isinstance(value.type, ir.TensorType) or (
+            type_proto is not None and type_proto.HasField("tensor_type")
+        )
+        return NodeArg(value.name, type_string, _dims(value) if is_tensor else [])
 
     # ----- the ORT API ----------------------------------------------------------------------------
     def get_inputs(self) -> list[NodeArg]:
@@ -383,7 +399,10 @@ class InferenceSession:
         return [_as_output(r) for r in results]
 
     def run_with_ort_values(
-        self, output_names: Sequence[str] | None, input_dict_ort_values: Mapping[str, OrtValue], run_options: RunOptions | None = None
+        self,
+        output_names: Sequence[str] | None,
+        input_dict_ort_values: Mapping[str, OrtValue],
+        run_options: RunOptions | None = None,
     ) -> list[OrtValue]:
         feed = {name: value.numpy() for name, value in input_dict_ort_values.items()}
         return [OrtValue(result) for result in self.run(output_names, feed, run_options)]
@@ -402,4 +421,3 @@ class InferenceSession:
             with self._pruned_lock:
                 plan = self._pruned.setdefault(key, self._plan.pruned([self._plan.output_slots[i] for i in indices]))
         return plan
-
