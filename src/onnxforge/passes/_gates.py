@@ -22,18 +22,6 @@ _SUBGRAPH_KINDS = (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS)
 _GRAPH, _GRAPHS = _SUBGRAPH_KINDS
 
 
-def subgraphs_of(node: ir.Node) -> list[ir.Graph]:
-    graphs: list[ir.Graph] = []
-    # ``Attributes`` is a UserDict: its ``data`` dict iterates without a Mapping lookup per attribute.
-    for attr in node.attributes.data.values():
-        kind = attr.type
-        if kind == ir.AttributeType.GRAPH:
-            graphs.append(attr.value)
-        elif kind == ir.AttributeType.GRAPHS:
-            graphs.extend(attr.value)
-    return graphs
-
-
 def nodes_of(graph: ir.Graph, into: list[ir.Node] | None = None, graphs: list[ir.Graph] | None = None) -> list[ir.Node]:
     """Every node of ``graph`` and its subgraphs, each node before its subgraphs' nodes (as onnx-ir's
     ``RecursiveGraphIterator`` orders them), without a generator per node; ``graphs`` collects the
@@ -75,12 +63,19 @@ def may_share_subexpressions(model: ir.Model) -> bool:
 def _duplicate_keys(graph: ir.Graph) -> bool:
     seen: set[tuple[object, ...]] = set()
     for node in graph:
-        key = (node.domain, node.op_type, node.overload, len(node.outputs), tuple(id(v) for v in node.inputs))
+        key = (node.domain, node.op_type, node.overload, len(node.outputs), tuple(map(id, node.inputs)))
         if key in seen:
             return True
         seen.add(key)
-        if node.attributes and any(_duplicate_keys(sub) for sub in subgraphs_of(node)):
-            return True
+        data = node.attributes.data  # as in nodes_of: no UserDict ``len``, no list of subgraphs per node
+        if not data:
+            continue
+        for attribute in data.values():
+            kind = attribute.type
+            if kind == _GRAPH and _duplicate_keys(attribute.value):
+                return True
+            if kind == _GRAPHS and any(_duplicate_keys(sub) for sub in attribute.value):
+                return True
     return False
 
 
