@@ -1,13 +1,20 @@
-"""PlanBuilder: what it reports about a malformed graph, and which kernel each node gets."""
+"""PlanBuilder: what it reports about a malformed graph, which kernel each node gets, deferred weight packing."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import onnx_ir as ir
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
-from onnxforge._errors import InvalidGraph
+from onnxforge._errors import InvalidArgument, InvalidGraph
+from onnxforge.runtime.fusion import NodeInfo, StepSpec
 from onnxforge.runtime.plan_builder import PlanBuilder
+
+RNG = np.random.default_rng(5)
 
 
 def _graph_reading_an_orphan_value() -> ir.Graph:
@@ -53,3 +60,73 @@ def test_each_node_gets_its_opsets_kernel_and_repeated_ops_share_it(
         (got,) = plan.run([np.array([-1.0, 0.5, 1.0], np.float32)])
         assert got.dtype == np.float32
         np.testing.assert_array_equal(got, np.array(want, np.float32))
+
+
+def _pointwise_depthwise_pointwise(project_kernel_shape: list[int] | None, then: str = "Relu") -> ir.Graph:
+    """A channels-last chain (see fusion_layout.py), whose last conv may declare a wrong kernel_shape."""
+    c, hidden = 4, 8
+    weights = {
+        "w1": RNG.standard_normal((hidden, c, 1, 1)).astype(np.float32),
+        "wd": RNG.standard_normal((hidden, 1, 3, 3)).astype(np.float32),
+        "w2": RNG.standard_normal((c, hidden, 1, 1)).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["e"], name="expand"),
+        helper.make_node("Relu", ["e"], ["r"], name="relu"),
+        helper.make_node("Conv", ["r", "wd"], ["d"], name="dw", group=hidden, pads=[1, 1, 1, 1]),
+        helper.make_node(
+            "Conv",
+            ["d", "w2"],
+            ["p"],
+            name="project",
+            **({"kernel_shape": project_kernel_shape} if project_kernel_shape else {}),
+        ),
+        helper.make_node(then, ["p"], ["y"], name="last"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(v, k) for k, v in weights.items()],
+    )
+    return ir.serde.deserialize_graph(graph)
+
+
+def test_a_channels_last_chain_gives_the_unfused_numbers() -> None:
+    graph = _pointwise_depthwise_pointwise(None)
+    x = RNG.standard_normal((2, 4, 9, 7)).astype(np.float32)
+    (got,) = PlanBuilder({"": 17}).build(graph).run([x])
+    (want,) = PlanBuilder({"": 17}, optimize=False).build(graph).run([x])
+    assert got.shape == want.shape == (2, 4, 9, 7) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("optimize", [True, False])
+def test_a_conv_whose_packing_a_fusion_skips_still_reports_its_bad_kernel_shape(optimize: bool) -> None:
+    graph = _pointwise_depthwise_pointwise([3, 3])
+    with pytest.raises(InvalidArgument, match=r"kernel_shape \[3, 3\] does not match the weight's spatial shape"):
+        PlanBuilder({"": 17}, optimize=optimize).build(graph)
+
+
+def test_a_bad_conv_is_reported_before_a_later_unknown_op() -> None:
+    graph = _pointwise_depthwise_pointwise([3, 3], then="NoSuchOp")
+    with pytest.raises(InvalidArgument, match="kernel_shape"):
+        PlanBuilder({"": 17}).build(graph)
+
+
+def test_a_deferred_call_is_made_once_on_first_read_and_never_if_replaced() -> None:
+    made: list[int] = []
+
+    def make() -> Callable[..., Any]:
+        made.append(1)
+        return np.negative
+
+    info = NodeInfo("n", "Neg", "", 17)
+    spec = StepSpec.deferred(make, info, [2], (3,))
+    assert made == []
+    assert spec.call is np.negative and spec.call is np.negative
+    assert made == [1]
+    replaced = StepSpec.deferred(make, info, [2], (3,))
+    replaced.call = np.abs
+    assert replaced.call is np.abs and made == [1]

@@ -84,9 +84,14 @@ class NodeInfo:
 
 
 class StepSpec:
-    """One step before it is frozen into the plan: its call, slots, and what fusion needs to know."""
+    """One step before it is frozen into the plan: its call, slots, and what fusion needs to know.
 
-    __slots__ = ("activation", "attrs", "call", "info", "ins", "kdef", "op", "outs", "weights")
+    The call may be deferred (:meth:`deferred`): made when first read, at build time still. A Conv's weight
+    packing waits so, because a rewrite that replaces the step's call (the channels-last chains, the
+    pre-activation and affine folds) would throw the packed weight away unread.
+    """
+
+    __slots__ = ("_call", "_make_call", "activation", "attrs", "info", "ins", "kdef", "op", "outs", "weights")
 
     def __init__(
         self,
@@ -97,7 +102,8 @@ class StepSpec:
         kdef: KernelDef | None = None,
         attrs: dict[str, Any] | None = None,
     ) -> None:
-        self.call, self.info, self.ins, self.outs, self.kdef, self.attrs = call, info, ins, outs, kdef, attrs or {}
+        self._call, self.info, self.ins, self.outs, self.kdef, self.attrs = call, info, ins, outs, kdef, attrs or {}
+        self._make_call: Callable[[], Callable[..., Any]] | None = None
         # The ONNX op type for a default-domain node, else "" (custom domains fuse nothing). An attribute, not a
         # property: the fusions read it a dozen times per step, and ``info`` is never replaced.
         self.op = info.op_type if info.domain == "" else ""
@@ -105,6 +111,36 @@ class StepSpec:
         self.weights: tuple[np.ndarray, np.ndarray] | None = None
         # An in-place activation fused onto the end of this step's call (kept so a rewrite can re-wrap it).
         self.activation: Callable[[np.ndarray], np.ndarray] | None = None
+
+    @classmethod
+    def deferred(
+        cls,
+        make_call: Callable[[], Callable[..., Any]],
+        info: NodeInfo,
+        ins: list[int],
+        outs: tuple[int, ...],
+        kdef: KernelDef | None = None,
+        attrs: dict[str, Any] | None = None,
+    ) -> StepSpec:
+        """A step whose call ``make_call()`` makes on the first read of :attr:`call` (never, if a rewrite
+        replaces it first)."""
+        spec = cls(_not_made, info, ins, outs, kdef, attrs)
+        spec._make_call = make_call
+        return spec
+
+    @property
+    def call(self) -> Callable[..., Any]:
+        if self._make_call is not None:
+            self._call, self._make_call = self._make_call(), None
+        return self._call
+
+    @call.setter
+    def call(self, call: Callable[..., Any]) -> None:
+        self._call, self._make_call = call, None
+
+
+def _not_made(*args: Any) -> Any:
+    raise AssertionError("a deferred step call was run before it was made")
 
 
 def foldable(op_type: str, domain: str, kdef: KernelDef) -> bool:

@@ -131,14 +131,19 @@ def with_relu(spec: StepSpec, act: StepSpec, ctx: FusionContext) -> StepSpec | N
         activation = _clip_into(*bounds)
     else:
         return None
-    call = spec.call
+    # Deferred like the op's own call (a Conv's packing): a channels-last chain may replace both unread.
+    fused = StepSpec.deferred(
+        lambda: _then(spec.call, activation), spec.info.merged(act.info), spec.ins, act.outs, spec.kdef, spec.attrs
+    )
+    fused.weights, fused.activation = spec.weights, activation
+    return fused
 
+
+def _then(call: Callable[..., Any], activation: Callable[[np.ndarray], np.ndarray]) -> Callable[..., Any]:
     def then_activation(*args: Any) -> Any:
         return activation(call(*args))
 
-    fused = StepSpec(then_activation, spec.info.merged(act.info), spec.ins, act.outs, spec.kdef, spec.attrs)
-    fused.weights, fused.activation = spec.weights, activation
-    return fused
+    return then_activation
 
 
 def _clip_bounds(clip: StepSpec, ctx: FusionContext) -> tuple[float | None, float | None] | None:

@@ -156,6 +156,9 @@ class _GraphCompiler:
             attrs, captured = self._bind_attributes(node, kdef, info)
         else:
             attrs, captured = {}, []
+        if kdef.check is not None and not captured and not self.constant_slots.issuperset(in_slots):
+            self._defer_prepare(kdef, info, attrs, in_slots, node)
+            return
         call = self._make_call(kdef, attrs, in_slots)
         if captured:
             call = _with_outer(call, len(in_slots), captured)
@@ -241,13 +244,25 @@ class _GraphCompiler:
         return plan
 
     def _make_call(self, kdef: KernelDef, attrs: dict[str, Any], in_slots: list[int]) -> Callable[..., Any]:
-        if kdef.prepare is not None:
-            constants = [self.template[s] if s in self.constant_slots else None for s in in_slots]
-            plain_attrs = {k: v for k, v in attrs.items() if k not in ("_outer",)}
-            prepared = kdef.prepare(constants, **plain_attrs)
-            if prepared is not None:
-                return prepared
-        return functools.partial(kdef.fn, **attrs) if attrs else kdef.fn
+        if kdef.prepare is None:
+            return functools.partial(kdef.fn, **attrs) if attrs else kdef.fn
+        return _prepared_call(kdef, attrs, self._constants(in_slots))
+
+    def _constants(self, in_slots: list[int]) -> list[Any]:
+        return [self.template[s] if s in self.constant_slots else None for s in in_slots]
+
+    def _defer_prepare(
+        self, kdef: KernelDef, info: NodeInfo, attrs: dict[str, Any], in_slots: list[int], node: ir.Node
+    ) -> None:
+        """A step whose ``prepare`` runs when a fusion or the plan first needs its call (see ``kernel``'s
+        ``check``); its errors are raised here and now, in the node order, by ``check``."""
+        constants = self._constants(in_slots)
+        assert kdef.check is not None
+        kdef.check(constants, **_plain(attrs))
+        out_slots = tuple(self._new_slot(value) if value.name else _DISCARD for value in node.outputs)
+        self.node_count += 1
+        make_call = functools.partial(_prepared_call, kdef, attrs, constants)
+        self.specs.append(StepSpec.deferred(make_call, info, in_slots, out_slots, kdef, attrs))
 
     def _fold_constant(self, call: Callable[..., Any], info: NodeInfo, out_slots: tuple[int, ...]) -> None:
         try:
@@ -289,6 +304,19 @@ class _GraphCompiler:
             if slot >= _FIRST_SLOT and slot not in keep:
                 frees[index].append(slot)
         return [(spec.call, tuple(spec.ins), spec.outs, tuple(frees[i])) for i, spec in enumerate(self.specs)]
+
+
+def _plain(attrs: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in attrs.items() if k != "_outer"}
+
+
+def _prepared_call(kdef: KernelDef, attrs: dict[str, Any], constants: list[Any]) -> Callable[..., Any]:
+    """``kdef.prepare``'s specialised call for these constant inputs, else the plain kernel with its attributes."""
+    assert kdef.prepare is not None
+    prepared = kdef.prepare(constants, **_plain(attrs))
+    if prepared is not None:
+        return prepared
+    return functools.partial(kdef.fn, **attrs) if attrs else kdef.fn
 
 
 def _with_outer(call: Callable[..., Any], arity: int, captured: list[ir.Value]) -> Callable[..., Any]:

@@ -46,6 +46,7 @@ class KernelDef:
     context: frozenset[str]
     accepts_any_attribute: bool
     prepare: Callable[..., Callable[..., Any] | None] | None = field(default=None, compare=False)
+    check: Callable[..., None] | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:
@@ -109,18 +110,23 @@ def kernel(
     *,
     registry: Registry | None = None,
     prepare: Callable[..., Callable[..., Any] | None] | None = None,
+    check: Callable[..., None] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``fn`` as the kernel of ``op_type`` from opset ``since`` on, in ``domain``.
 
     ``prepare(constant_inputs, **attributes)``, when given, runs once at plan-build time with the node's
     constant inputs (``None`` where not constant) and may return a specialised callable that replaces
     ``fn`` for that node (for weight packing and layout choices).
+
+    ``check(constant_inputs, **attributes)``, given with ``prepare``, raises every error ``prepare`` would
+    raise, and lets the plan run ``prepare`` only when the node's call is needed (still at build time): a
+    plan-time fusion that replaces the call then never packs a weight for nothing.
     """
 
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         attributes, required, context, any_attribute = _describe(fn)
         kdef = KernelDef(
-            op_type, canonical_domain(domain), since, fn, attributes, required, context, any_attribute, prepare
+            op_type, canonical_domain(domain), since, fn, attributes, required, context, any_attribute, prepare, check
         )
         (registry or REGISTRY).add(kdef)
         return fn

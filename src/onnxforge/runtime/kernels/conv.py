@@ -36,7 +36,7 @@ from onnxforge.runtime.kernels._im2col import (
     scratch,
 )
 from onnxforge.runtime.kernels._implicit_gemm import implicit_gemm, pays
-from onnxforge.runtime.kernels._packed_weight import PackedWeight
+from onnxforge.runtime.kernels._packed_weight import PackedWeight, check_weight
 from onnxforge.runtime.kernels._spatial import (
     conv_geometry,
     kernel_from,
@@ -302,7 +302,15 @@ def _prepare_conv(
     return conv_packed
 
 
-@kernel("Conv", since=1, prepare=_prepare_conv)
+def _check_conv(constants: list[Any], *, group: int = 1, kernel_shape: list[int] | None = None, **_: Any) -> None:
+    """The errors of ``_prepare_conv``, without the packing (see ``kernel``'s ``check``)."""
+    w = constants[1] if len(constants) > 1 else None
+    if isinstance(w, np.ndarray):
+        kernel_from(kernel_shape, w.shape)
+        check_weight(w.shape, group)
+
+
+@kernel("Conv", since=1, prepare=_prepare_conv, check=_check_conv)
 def Conv(
     X: np.ndarray,
     W: np.ndarray,
