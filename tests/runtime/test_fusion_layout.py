@@ -199,3 +199,15 @@ def test_depthwise_nhwc_adds_its_bias_to_every_row_before_the_activation(stride:
     want = np.minimum(_conv(x, PackedWeight(w, c), b, "NOTSET", [1, 1, 1, 1], [stride, stride], None), 0.5)
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transposed_weights_equal_the_cast_transpose_and_bias_row(dtype: type) -> None:
+    w = RNG.standard_normal((7, 5)).astype(dtype)
+    b = RNG.standard_normal(7).astype(dtype)
+    plain = _conv_layout._transposed(w)
+    with_row = _conv_layout._transposed(w, extra_row=b)
+    assert plain.dtype == with_row.dtype == np.float32
+    assert plain.flags.c_contiguous and with_row.flags.c_contiguous
+    np.testing.assert_array_equal(plain, np.ascontiguousarray(w.T.astype(np.float32)))
+    np.testing.assert_array_equal(with_row, np.concatenate([w.T, b[None, :]]).astype(np.float32))

@@ -46,6 +46,17 @@ def _finish(y: np.ndarray, bias: np.ndarray | None, activation: Activation | Non
         activation(y)  # in place: the fused activations write into their argument
 
 
+def _transposed(w: np.ndarray, extra_row: np.ndarray | None = None) -> np.ndarray:
+    """``w.T`` as a new C-contiguous float32 array, with ``extra_row`` below it: written in one copy (a cast,
+    a transposing copy and a concatenation were three)."""
+    rows, columns = w.shape[1], w.shape[0]
+    out = np.empty((rows + (extra_row is not None), columns), dtype=np.float32)
+    out[:rows] = w.T
+    if extra_row is not None:
+        out[rows] = extra_row
+    return out
+
+
 def _check(x: np.ndarray, channels: int, channel_axis: int, what: str) -> None:
     if x.ndim != 4 or x.shape[channel_axis] != channels:
         raise InvalidArgument(f"{what}: expected a 4-D input with {channels} channels, got shape {list(x.shape)}")
@@ -66,12 +77,10 @@ def _pixel_bands(n: int, pixels: int, band: int, parts: int) -> list[tuple[int, 
 def pointwise_to_nhwc(w: np.ndarray, b: np.ndarray | None, activation: Activation | None) -> Conv:
     """NCHW ``(N, C, H, W)`` in, NHWC ``(N, H, W, M)`` out; bias and activation applied band by band."""
     m, c = w.shape[:2]
-    w_t = np.ascontiguousarray(w.reshape(m, c).T.astype(np.float32))
-    if b is not None and b.any():
-        # The bias rides along as a weight row against a row of ones: copying the band of input channels
-        # next to that row costs less than a separate add over the output, whose inner loop is only M long.
-        w_t = np.ascontiguousarray(np.concatenate([w_t, b.astype(np.float32)[None, :]]))
-    with_bias = w_t.shape[0] > c
+    # The bias rides along as a weight row against a row of ones: copying the band of input channels
+    # next to that row costs less than a separate add over the output, whose inner loop is only M long.
+    with_bias = b is not None and bool(b.any())
+    w_t = _transposed(w.reshape(m, c), extra_row=b if with_bias else None)
     band = max(64, _POINTWISE_BAND_BYTES // (4 * m))
 
     def conv_pointwise_to_nhwc(x: np.ndarray) -> np.ndarray:
@@ -109,7 +118,7 @@ def pointwise_from_nhwc(w: np.ndarray, b: np.ndarray | None, activation: Activat
     (e.g. 144 -> 24 channels at 56x56: 512 vs 369 us, 96 -> 24 at 112x112: 1565 vs 1252 us).
     """
     m, c = w.shape[:2]
-    w_t = np.ascontiguousarray(w.reshape(m, c).T.astype(np.float32))
+    w_t = _transposed(w.reshape(m, c))
     bias = None if b is None or not b.any() else b.astype(np.float32)
     bias_column = None if bias is None else bias[:, None]
     band = max(64, _POINTWISE_BAND_BYTES // (4 * m))
@@ -154,8 +163,7 @@ def conv_to_nhwc(
     that is not 1x1, like MobileNet's stem). The bias rides along as a weight row against a row of ones."""
     m, c, kh, kw = w.shape
     k_rows = c * kh * kw
-    bias = np.zeros(m, np.float32) if b is None else b.astype(np.float32)
-    w_t = np.ascontiguousarray(np.concatenate([w.reshape(m, k_rows), bias[:, None]], axis=1).T.astype(np.float32))
+    w_t = _transposed(w.reshape(m, k_rows), extra_row=np.zeros(m, np.float32) if b is None else b)
     sh, sw = strides
 
     def conv_to_nhwc_(x: np.ndarray) -> np.ndarray:

@@ -69,7 +69,7 @@ class DepthwiseTaps:
 
     def __init__(self, w: np.ndarray) -> None:
         self.channels, _, self.kh, self.kw = (int(v) for v in w.shape)
-        self.taps = np.ascontiguousarray(w[:, 0].transpose(1, 2, 0).astype(np.float32))
+        self.taps = np.ascontiguousarray(w[:, 0].transpose(1, 2, 0), dtype=np.float32)  # one copy, not two
         self._reads: dict[tuple[int, int, int], list[tuple[int, int, int, int, np.ndarray]]] = {}
 
     def reads(self, stride: int, dilation: int, width: int) -> list[tuple[int, int, int, int, np.ndarray]]:

@@ -190,9 +190,9 @@ class Packed:
     def _arrange(self, rows: np.ndarray) -> np.ndarray:
         """``rows`` [num_directions, gates * hidden, ...] with its gate blocks reordered and scaled."""
         dirs, hs = self.num_directions, self.hidden
-        blocks = rows.reshape(dirs, self.num_gates, hs, -1)[:, self.gate_order]
+        blocks = rows.reshape(dirs, self.num_gates, hs, -1)[:, self.gate_order]  # a copy: scaled in place
         if np.any(self.gate_scale != 1):
-            blocks = blocks * self.gate_scale[None, :, None, None]
+            np.multiply(blocks, self.gate_scale[None, :, None, None], out=blocks)
         return blocks.reshape(rows.shape)
 
     def bias(self, B: np.ndarray | None) -> tuple[np.ndarray, list[np.ndarray]]:
