@@ -99,6 +99,10 @@ class FoldConstantsPass(ir.passes.InPlacePass):
             if value is None:
                 arrays.append(None)
                 continue
+            if value.const_value is None:  # what const_array would turn away, tested without its calls
+                producer = value.producer()
+                if producer is None or producer.op_type != "Constant":
+                    return False
             array = const_array(value)
             if array is None:
                 return False
