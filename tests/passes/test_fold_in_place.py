@@ -201,3 +201,14 @@ def test_a_chain_takes_no_node_the_pass_would_visit_before(monkeypatch: pytest.M
     ir_model = ir.serde.deserialize_model(model)
     assert FuseConvAffinePass()(ir_model).modified
     assert [node.op_type for node in ir_model.graph] == ["Add", "Conv", "Relu"]
+
+
+@pytest.mark.parametrize("output", ["s0", "s1"])
+def test_a_chain_ending_or_passing_at_a_graph_output_equals_one_fold_per_visit(output: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last node's output is a graph output (it keeps ``install``'s naming), or an intermediate one is
+    (the chain stops there: the graph still reads it)."""
+    model = _conv_chain(["Mul", "Add"], with_bn=True)
+    model.graph.output.append(tensor_info(output, F, [1, 6, 6, 6]))
+    edited, rebuilt = _fused_both_ways(model, [FuseConvBatchNormPass, FuseConvAffinePass], monkeypatch)
+    _assert_same_graph(edited, rebuilt)
+    assert_same_outputs(model, edited, {"x": rand(1, 4, 6, 6, seed=23)}, rtol=1e-4, atol=1e-4)
