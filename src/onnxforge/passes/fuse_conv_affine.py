@@ -126,7 +126,7 @@ def _fold_chain(conv: ir.Node, weight: np.ndarray, bias: np.ndarray, chain: list
     earlier fold made for this Conv alone, rescaled in place once the Conv is edited; the first Mul or Div
     that meets a weight of the model's makes a copy, which later steps rescale in place."""
     base = conv.inputs[1].name or "conv"  # type: ignore[union-attr]
-    rescale_given = _folded_for(conv)
+    owns_weight = _folded_for(conv)  # an earlier fold made it for this Conv alone
     deferred: list[np.ndarray] = []  # scales for the Conv's own folded weight, applied once the fold is done
     copy: np.ndarray | None = None
     copy_name: str | None = None
@@ -135,12 +135,12 @@ def _fold_chain(conv: ir.Node, weight: np.ndarray, bias: np.ndarray, chain: list
         scale, shift = apply_affine(node.op_type, ones, bias.astype(np.float64), c.astype(np.float64))
         bias = shift.astype(weight.dtype)
         scales = node.op_type in ("Mul", "Div")
-        weight_name, bias_name = fused_names(base, scales and copy is None and not rescale_given, names)
+        weight_name, bias_name = fused_names(base, scales and copy is None and not owns_weight, names)
         if not scales:
             continue
         if copy is not None:
             scaled_weight(copy, scale, out=copy)
-        elif rescale_given:
+        elif owns_weight:
             deferred.append(scale)
         else:
             copy, copy_name = scaled_weight(weight, scale), weight_name
