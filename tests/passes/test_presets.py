@@ -136,3 +136,37 @@ def test_inferred_shapes_are_applied_and_not_inferred_again(monkeypatch: pytest.
     assert len(runs) == (1 if dynamic else 0)
     feeds = {"x": rand(2, 3), "z": rand(4)} if dynamic else {"x": rand(2, 3)}
     assert_same_outputs(proto, result, feeds)
+
+
+@pytest.mark.parametrize("chain", ["conv_bn", "conv_bn_mul_add", "matmul_add"])
+def test_a_fused_node_that_makes_a_graph_output_keeps_its_name_and_the_rewrites(chain: str) -> None:
+    # The fused node's output took the temporary '<name>__replaced', the interface check then refused the
+    # whole optimized model and the session ran the model as given.
+    rng = np.random.default_rng(0)
+    if chain == "matmul_add":
+        nodes = [helper.make_node("MatMul", ["x", "w"], ["m"]), helper.make_node("Add", ["m", "b"], ["y"])]
+        inits = [
+            init("w", rng.standard_normal((5, 4)).astype(np.float32)),
+            init("b", rng.standard_normal(4).astype(np.float32)),
+        ]
+        x_shape, fused = (3, 5), {"Gemm": 1, "MatMul": 0, "Add": 0}
+    else:
+        nodes = [
+            helper.make_node("Conv", ["x", "w"], ["c"]),
+            helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["bn" if chain != "conv_bn" else "y"]),
+        ]
+        params = [rng.random(4) + 0.5, rng.standard_normal(4), rng.standard_normal(4), rng.random(4) + 0.5]
+        inits = [init("w", rng.standard_normal((4, 3, 3, 3)).astype(np.float32))]
+        inits += [init(name, p.astype(np.float32)) for name, p in zip("sbmv", params)]
+        if chain == "conv_bn_mul_add":
+            nodes += [helper.make_node("Mul", ["bn", "k"], ["scaled"]), helper.make_node("Add", ["scaled", "t"], ["y"])]
+            inits += [init("k", np.float32([2.0, 3.0, 0.5, 1.0]).reshape(4, 1, 1)), init("t", np.float32(0.25))]
+        x_shape, fused = (1, 3, 8, 8), {"Conv": 1, "BatchNormalization": 0, "Mul": 0, "Add": 0}
+    proto = make_model(nodes, [tensor_info("x", F, list(x_shape))], [tensor_info("y", F, None)], inits)
+
+    result = optimize(ir.serde.deserialize_model(proto), int(GraphOptimizationLevel.ORT_ENABLE_ALL))
+
+    counts = ops(result)
+    assert {op: counts[op] for op in fused} == fused
+    assert [v.name for v in result.graph.outputs] == ["y"]
+    assert_same_outputs(proto, result, {"x": rand(*x_shape)}, rtol=1e-4, atol=1e-4)

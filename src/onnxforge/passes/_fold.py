@@ -53,12 +53,13 @@ def fold_into(node: ir.Node, inputs: Sequence[ir.Value | None], *, absorbs: Sequ
     if out.metadata_props:
         out.metadata_props.clear()
     out.meta.clear()
-    # As ``_util.install`` names the copy's output (a graph output ends up with the renamed name, as there).
+    # As ``_util.install`` names the copy's output (a graph output keeps its name there too).
     name = replaces.name
     replaces.name = f"{name}__replaced"
     out.name = name
     replaced = replace_value(replaces, out)
     assert replaced, "checked by editable"
+    out.name = name
     graph.insert_before(last, node)  # moves it: the copy would stand where the last absorbed node stood
     graph.remove(absorbs, safe=True)
     return True

@@ -314,6 +314,9 @@ def install(new: ir.Node, *, before: ir.Node, replaces: ir.Value) -> bool:
     assert graph is not None
     graph.insert_before(before, new)
     if replace_value(replaces, out):
+        # A graph output's name moves with it, and by now that was the temporary one: the output keeps the
+        # user's name, or the optimizer would see a changed interface and drop every rewrite of the model.
+        out.name = name
         return True
     graph.remove(new, safe=True)
     replaces.name = name
