@@ -43,8 +43,10 @@ def test_a_cooled_worker_burns_no_cpu_between_runs() -> None:
     start = time.process_time()
     time.sleep(0.2)
     cooled = time.process_time() - start
-    assert spinning > 0.1  # the hot worker held a core while the caller slept
-    assert cooled < 0.05
+    # The hot worker held a core while the caller slept (a quarter of the window at least: on a loaded
+    # machine, e.g. beside the other pytest-xdist worker, it shares the core), the cooled one does not.
+    assert spinning > 0.05
+    assert cooled < min(0.05, spinning / 2)
 
 
 def test_blas_taking_the_threads_cools_the_workers_first() -> None:
