@@ -224,33 +224,28 @@ def _sole_reader(slot: int, readers: dict[int, list[int]], ctx: FusionContext) -
 def _in_place(specs: list[StepSpec], ctx: FusionContext) -> None:
     """Let elementwise steps write into an input buffer that dies with them (see the module docstring)."""
     readers = _readers(specs)
-    producer: dict[int, StepSpec] = {}
+    protected = ctx.protected
+
+    def sole_reader(slot: int) -> bool:  # _sole_reader inlined: this runs for every step
+        users = readers.get(slot)
+        return users is not None and len(users) == 1 and slot not in protected
+
+    # Each slot has one producer (the graph is SSA; discarded outputs share a slot that nobody reads).
+    owned = {spec.outs[0] for spec in specs if spec.outs and _is_fresh(spec) and sole_reader(spec.outs[0])}
     for spec in specs:
-        for slot in spec.outs:
-            producer[slot] = spec
-    owned = {
-        slot
-        for slot, spec in producer.items()
-        if _is_fresh(spec) and slot == spec.outs[0] and _sole_reader(slot, readers, ctx) is not None
-    }
-    for spec in specs:
-        ufunc = _INPLACE_BINARY.get(spec.op)
+        op, ins = spec.op, spec.ins
+        ufunc = _INPLACE_BINARY.get(op)
         # Opset < 7 binary ops broadcast by attribute, not by numpy's rules; Sum broadcasts from opset 8.
-        if (
-            len(spec.ins) == 2
-            and ufunc is not None
-            and spec.kdef is not None
-            and (spec.kdef.since >= 7 or spec.op == "Sum")
-        ):
-            positions = [p for p, slot in enumerate(spec.ins) if slot in owned]
-            if positions and spec.ins[0] != spec.ins[1]:
-                spec.call = _binary_into(ufunc, positions[0], spec.call)
-        elif spec.op == "Relu" and spec.ins and spec.ins[0] in owned:
+        if ufunc is not None and len(ins) == 2 and spec.kdef is not None and (spec.kdef.since >= 7 or op == "Sum"):
+            first, second = ins
+            if first != second and (first in owned or second in owned):
+                spec.call = _binary_into(ufunc, 0 if first in owned else 1, spec.call)
+        elif op == "Relu" and ins and ins[0] in owned:
             spec.call = _relu_into
         else:
             continue
         # The result is the dying buffer or a fresh array: either way it is owned if one step reads it.
-        if _sole_reader(spec.outs[0], readers, ctx) is not None:
+        if sole_reader(spec.outs[0]):
             owned.add(spec.outs[0])
 
 

@@ -26,7 +26,6 @@ from onnxforge.runtime.fusion import (
     StepSpec,
     _is_fresh,
     _readers,
-    _sole_reader,
 )
 
 _COMMUTATIVE = (np.add, np.multiply, np.maximum)
@@ -65,10 +64,12 @@ def _chain_from(
     links: list[Link] = []
     dtype: np.dtype | None = None
     current = specs[head].outs[0]
+    protected = ctx.protected
     while True:
-        nxt = _sole_reader(current, readers, ctx)
-        if nxt is None or nxt <= head:
+        users = readers.get(current)  # _sole_reader inlined: one call per link of a long chain
+        if users is None or len(users) != 1 or current in protected or users[0] <= head:
             break
+        nxt = users[0]
         link = _link(specs[nxt], current, ctx)
         if link is None:
             break
@@ -86,15 +87,19 @@ def _chain_from(
 
 
 def _link(spec: StepSpec, running: int, ctx: FusionContext) -> Link | None:
-    if len(spec.outs) != 1 or spec.kdef is None or spec.info.fused:  # a fused step does more than its op
+    kdef = spec.kdef
+    if len(spec.outs) != 1 or kdef is None or spec.info.fused:  # a fused step does more than its op
         return None
-    if spec.op == "Relu" and spec.ins == [running]:
-        return np.maximum, None, True
-    ufunc = _INPLACE_BINARY.get(spec.op)
-    if ufunc is None or spec.op == "Sum" or spec.kdef.since < 7 or len(spec.ins) != 2 or spec.ins.count(running) != 1:
+    op, ins = spec.op, spec.ins
+    if op == "Relu":
+        return (np.maximum, None, True) if ins == [running] else None
+    ufunc = _INPLACE_BINARY.get(op)
+    if ufunc is None or op == "Sum" or kdef.since < 7 or len(ins) != 2:
         return None
-    first = spec.ins[0] == running
-    constant = ctx.constant(spec.ins[1] if first else spec.ins[0])
+    first = ins[0] == running
+    if first == (ins[1] == running):  # the running value must be exactly one of the operands
+        return None
+    constant = ctx.constant(ins[1] if first else ins[0])
     if constant is None or constant.dtype.kind != "f":
         return None
     return ufunc, constant, first
