@@ -218,6 +218,7 @@ class InferenceSession:
     # ----- building -------------------------------------------------------------------------------
     def _build(self, path_or_bytes: ModelSource) -> None:
         self._model_path = path_or_bytes if isinstance(path_or_bytes, (str, os.PathLike)) else None
+        _tune_malloc(self._sess_options)  # before the build's own big temporaries (folded weights) come and go
         checked = check_model(path_or_bytes, transform=lambda p: without_map_types(expand_functions(p, _has_kernel)))
         proto = checked.proto
         where = str(self._model_path or "bytes")
@@ -246,7 +247,6 @@ class InferenceSession:
             self._proto_meta = proto = _header_of(proto)
         del load
         checked = None  # the cell ``load`` read it from: its last holder
-        _tune_malloc(self._sess_options)
         fuse = self._sess_options.graph_optimization_level != GraphOptimizationLevel.ORT_DISABLE_ALL
         self._plan = PlanBuilder(model.opset_imports, optimize=fuse).build(model.graph)
         if self._sess_options.execution_mode == ExecutionMode.ORT_PARALLEL:
