@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import onnx_ir as ir
+import pytest
 from onnx import helper
 
 from onnxforge.passes import _gates
@@ -96,7 +97,11 @@ def test_nodes_of_and_names_walk_nested_subgraphs_as_onnx_ir_does() -> None:
 def test_may_share_subexpressions_needs_two_nodes_on_the_same_inputs() -> None:
     assert not _gates.may_share_subexpressions(_chain([0, 1, 2]))
     proto = make_model(
-        [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Relu", ["x"], ["b"]), helper.make_node("Add", ["a", "b"], ["y"])],
+        [
+            helper.make_node("Relu", ["x"], ["a"]),
+            helper.make_node("Relu", ["x"], ["b"]),
+            helper.make_node("Add", ["a", "b"], ["y"]),
+        ],
         [tensor_info("x", F, [3])],
         [tensor_info("y", F, [3])],
     )
@@ -151,3 +156,26 @@ def test_passes_that_found_nothing_are_not_run_again(monkeypatch) -> None:
     assert calls.count("remove_unused") == 1  # the loop's; the post stage's would find the same nothing
     assert "topological_sort" not in calls  # already sorted
     assert "fuse_conv_bn" not in calls  # no Conv, no BatchNormalization
+
+
+def test_a_gates_no_holds_until_the_model_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[bool] = []
+    real = _gates.is_sorted
+
+    def counting(model: ir.Model) -> bool:
+        calls.append(real(model))
+        return calls[-1]
+
+    monkeypatch.setattr(_gates, "is_sorted", counting)
+    model = ir.serde.deserialize_model(
+        make_model(
+            [helper.make_node("Relu", ["x"], ["h"]), helper.make_node("Neg", ["h"], ["y"])],
+            [tensor_info("x", F, [2])],
+            [tensor_info("y", F, [2])],
+        )
+    )
+
+    result = run_passes(model, shapes_inferred=True)  # as a session runs them: no annotation changes either
+
+    assert not result.changed
+    assert calls == [True]  # the pre stage's sort check; the post stage's is skipped on the unchanged model

@@ -250,7 +250,12 @@ class _ChangeTracker:
             ops = self.op_types()
             if any(ops.isdisjoint(needed) for needed in spec.needs):
                 return False
-        return spec.worth_running(self.model)
+        if spec.worth_running(self.model):
+            return True
+        # The gate reads the model only: its "no" holds until the model changes (the post stage's sort check
+        # after the pre stage's, on a model the passes left alone, walked the whole graph a second time).
+        self.settled[spec.name] = self.version
+        return False
 
     def ran(self, spec: PassSpec | None, modified: bool, kept_shapes: bool = False) -> None:
         """``kept_shapes``: the pass's changes, this time, left inferred shapes as shape inference would find
