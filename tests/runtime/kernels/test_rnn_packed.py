@@ -149,3 +149,38 @@ def test_packed_half_precision_weights() -> None:
     for w, h in zip(want, got):
         assert h.dtype == np.float16
         np.testing.assert_allclose(h.astype(np.float32), w, atol=3e-3)
+
+
+@pytest.mark.parametrize(
+    ("gates", "directions", "order", "scale", "dtype"),
+    [
+        (4, 1, (0, 2, 3, 1), (-1.0, -1.0, -2.0, -1.0), np.float32),  # the LSTM's exp form
+        (4, 2, (3, 1, 0, 2), None, np.float32),
+        (3, 2, None, None, np.float64),  # GRU-like
+        (1, 1, None, (0.5,), np.float16),  # half precision packs through float32
+    ],
+)
+def test_packed_blocks_are_the_reordered_scaled_transposed_weights(
+    gates: int, directions: int, order: tuple[int, ...] | None, scale: tuple[float, ...] | None, dtype: type
+) -> None:
+    from onnxforge.runtime.kernels._rnn_cell import Packed  # noqa: PLC0415
+
+    rng = np.random.default_rng(23)
+    hidden, inputs = 5, 7
+    w = rng.standard_normal((directions, gates * hidden, inputs)).astype(dtype)
+    r = rng.standard_normal((directions, gates * hidden, hidden)).astype(dtype)
+    compute = np.float64 if dtype == np.float64 else np.float32
+    packed = Packed(w, r, None, gates, compute, directions, hidden, gate_order=order, gate_scale=scale)
+    picked = list(order) if order is not None else list(range(gates))
+    factors = np.asarray(scale if scale is not None else [1.0] * gates, dtype=compute)
+
+    def arranged(x: np.ndarray) -> np.ndarray:
+        blocks = x.astype(compute).reshape(directions, gates, hidden, -1)[:, picked]
+        return blocks * factors[None, :, None, None] if scale is not None else blocks
+
+    want_w = arranged(w).reshape(directions * gates * hidden, inputs).T
+    assert packed.w_t.dtype == compute and packed.w_t.flags.c_contiguous
+    np.testing.assert_array_equal(packed.w_t, want_w)
+    for d in range(directions):
+        assert packed.r_t[d].flags.c_contiguous and packed.r_t[d].dtype == compute
+        np.testing.assert_array_equal(packed.r_t[d], arranged(r)[d].transpose(0, 2, 1))
