@@ -37,7 +37,7 @@ def fuse_pairs(specs: list[StepSpec], ctx: FusionContext) -> list[StepSpec]:
         # Both rules start from a Conv or another Relu producer, and merge only the ops below.
         if index in dropped or len(spec.outs) != 1 or spec.op not in _RELU_PRODUCERS:
             continue
-        rules = [fold_conv_affine, with_relu]
+        rules = [fold_conv_affine, with_relu] if spec.op == "Conv" else [with_relu]  # the fold takes only Convs
         while rules:
             nxt = _sole_reader(spec.outs[0], readers, ctx)
             if nxt is None or nxt in dropped or specs[nxt].op not in _PAIR_CONSUMERS:

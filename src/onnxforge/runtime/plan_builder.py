@@ -81,6 +81,19 @@ class _GraphCompiler:
         who = reader if isinstance(reader, str) else reader.describe()  # described only for the error
         raise InvalidGraph(f"{who} reads '{value.name}', which no node, input or initializer produces")
 
+    def _output_slots(self, node: ir.Node) -> tuple[int, ...]:
+        """New slots for the node's named outputs (``_new_slot`` inlined: it ran once per output)."""
+        template, slots = self.template, self.slots
+        out_slots = []
+        for value in node.outputs:
+            if value.name:
+                slots[value] = len(template)
+                out_slots.append(len(template))
+                template.append(None)
+            else:
+                out_slots.append(_DISCARD)
+        return tuple(out_slots)
+
     def _kernel_for(self, domain: str, op_type: str, opset: int) -> KernelDef | None:
         """The registry's kernel, resolved once per (domain, op) of this graph: the opset is the graph's."""
         key = (domain, op_type)
@@ -163,7 +176,7 @@ class _GraphCompiler:
         if captured:
             call = _with_outer(call, len(in_slots), captured)
             in_slots += [self._slot_for_input(value, info) for value in captured]
-        out_slots = tuple(self._new_slot(value) if value.name else _DISCARD for value in node.outputs)
+        out_slots = self._output_slots(node)
         if op_type == "Constant" and domain == "" and not in_slots:
             self._fold_constant(call, info, out_slots)
             return
@@ -259,7 +272,7 @@ class _GraphCompiler:
         constants = self._constants(in_slots)
         assert kdef.check is not None
         kdef.check(constants, **_plain(attrs))
-        out_slots = tuple(self._new_slot(value) if value.name else _DISCARD for value in node.outputs)
+        out_slots = self._output_slots(node)
         self.node_count += 1
         make_call = functools.partial(_prepared_call, kdef, attrs, constants)
         self.specs.append(StepSpec.deferred(make_call, info, in_slots, out_slots, kdef, attrs))
