@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import onnx
+import pytest
 from onnx import TensorProto, helper
 
 from onnxforge.ir.map_types import has_map, without_map_types
@@ -83,3 +84,24 @@ def test_has_map_looks_inside_sequences_and_optionals() -> None:
     assert has_map(helper.make_optional_type_proto(MAP))
     assert not has_map(helper.make_sequence_type_proto(helper.make_tensor_type_proto(F, [])))
     assert not has_map(helper.make_tensor_type_proto(F, [2]))
+
+
+def test_the_graph_tools_refuse_map_types_with_a_typed_error(tmp_path) -> None:
+    from onnxforge import NotImplemented as OnnxForgeNotImplemented
+    from onnxforge.ir.load import load_model
+    from onnxforge.passes.simplify import simplify, simplify_file
+
+    model = _model([helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 1)])
+    path = tmp_path / "maps.onnx"
+    path.write_bytes(model.SerializeToString())
+    named = (
+        r"map-typed values 'm' \(seq\(map\(string,tensor\(float\)\)\)\), 'picked' .*, 'inner' .*InferenceSession runs"
+    )
+    with pytest.raises(
+        OnnxForgeNotImplemented, match=r"Load model from .*maps\.onnx: cannot load a model with " + named
+    ):
+        load_model(str(path))
+    with pytest.raises(OnnxForgeNotImplemented, match="cannot simplify a model with " + named):
+        simplify(model)
+    with pytest.raises(OnnxForgeNotImplemented, match="cannot simplify"):
+        simplify_file(path, tmp_path / "out.onnx")

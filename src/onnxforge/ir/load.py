@@ -15,6 +15,7 @@ import onnx
 import onnx_ir as ir
 
 from onnxforge._errors import InvalidGraph, InvalidProtobuf, NoSuchFile
+from onnxforge.ir.map_types import refuse_map_types
 from onnxforge.ir.text import text_errors
 from onnxforge.ir.wire import parse_with_weights_aside
 
@@ -180,6 +181,7 @@ class CheckedModel:
         try:
             model = ir.serde.deserialize_model(self.engine_proto)
         except Exception as exc:  # onnx-ir raises plain exceptions for malformed graphs
+            refuse_map_types(self.engine_proto, f"Load model from {self.where}", "load")
             raise InvalidGraph(f"Load model from {self.where} failed: {exc}") from exc
         if self.base_dir is not None and self.has_external_data:  # set_base_dir walks every tensor
             ir.external_data.set_base_dir(model.graph, self.base_dir)

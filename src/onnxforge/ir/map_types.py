@@ -17,6 +17,9 @@ from collections.abc import Iterator
 
 import onnx
 
+from onnxforge._errors import NotImplemented
+from onnxforge.ir.dtypes import proto_type_string
+
 _ML_DOMAIN = "ai.onnx.ml"  # the only standard domain whose ops make or take maps (ZipMap, DictVectorizer, CastMap)
 
 
@@ -75,3 +78,17 @@ def without_map_types(proto: onnx.ModelProto) -> onnx.ModelProto:
     for info in list(_map_typed(copy.graph)):
         info.ClearField("type")
     return copy
+
+
+def refuse_map_types(proto: onnx.ModelProto, where: str, action: str) -> None:
+    """Raise NotImplemented, naming the values, when ``proto`` declares map-typed values: the graph tools
+    (simplify, optimize) work on onnx-ir, which cannot read them, and would lose them writing the model back."""
+    found = list(_map_typed(proto.graph))
+    if not found:
+        return
+    listed = ", ".join(f"'{info.name}' ({proto_type_string(info.type)})" for info in found[:4])
+    more = f" and {len(found) - 4} more" if len(found) > 4 else ""
+    raise NotImplemented(
+        f"{where}: cannot {action} a model with map-typed values {listed}{more}: onnx-ir, which the graph tools "
+        "work on, cannot read map types. InferenceSession runs such models as they are."
+    )

@@ -24,6 +24,7 @@ import onnx
 import onnx_ir as ir
 
 from onnxforge._errors import InvalidArgument
+from onnxforge.ir.map_types import refuse_map_types
 from onnxforge.passes.overwrite_input_shapes import Dim, OverwriteInputShapesPass
 from onnxforge.passes.pipeline import EXTENDED, PASS_NAMES, ExtraPass, Options, PassFailed, RunResult, run_passes
 from onnxforge.passes.report import ModelStats, SimplifyReport, model_size
@@ -36,6 +37,7 @@ InputShapes = Mapping[str | None, Sequence[Dim]]
 def _loader(model: ModelInput) -> tuple[Callable[[], ir.Model], int]:
     """A function giving a fresh onnx-ir copy of the model each call, and the model's size on disk."""
     if isinstance(model, onnx.ModelProto):
+        refuse_map_types(model, "simplify", "simplify")
         frozen = model.SerializeToString() if model.ByteSize() < 2**31 - 1 else None
 
         def from_proto() -> ir.Model:
@@ -50,6 +52,7 @@ def _loader(model: ModelInput) -> tuple[Callable[[], ir.Model], int]:
     path = Path(os.fspath(model))
     size = path.stat().st_size
     proto = onnx.load(str(path), load_external_data=False)
+    refuse_map_types(proto, str(path), "simplify")
     size += sum(loc.stat().st_size for loc in _external_locations(path, proto) if loc.is_file())
     return (lambda: ir.load(str(path))), size
 
