@@ -344,8 +344,10 @@ def batchnorm_params(node: ir.Node) -> list[np.ndarray] | None:
     one shape (no running statistics asked for, no ``training_mode``, ``spatial=1``); else None."""
     if not is_onnx_op(node, "BatchNormalization") or len(node.inputs) != 5:
         return None
-    if any(out.uses() or out.is_graph_output() for out in node.outputs[1:]):
-        return None  # running statistics are asked for: training mode
+    if any(out.name for out in node.outputs[1:]):
+        # Statistics outputs listed, read or not: training mode below opset 14 (batch statistics, as the engine
+        # and onnxruntime compute), and a graph onnx rejects from 14 on. Empty names are outputs not asked for.
+        return None
     if attr(node, "training_mode", 0) or attr(node, "spatial", 1) != 1:
         return None
     params = [const_array(v) for v in node.inputs[1:]]

@@ -221,7 +221,13 @@ class _GraphCompiler:
 
     def _bind_context(self, node: ir.Node, kdef: KernelDef, info: NodeInfo, attrs: dict[str, Any]) -> None:
         if "_num_outputs" in kdef.context:
-            attrs["_num_outputs"] = len(node.outputs)
+            count = len(node.outputs)
+            if node.op_type == "BatchNormalization":
+                # Its listed outputs choose training mode below opset 14; trailing empty names are outputs not
+                # asked for (onnxruntime runs ['Y', '', '', '', ''] in inference mode too).
+                while count > 1 and not node.outputs[count - 1].name:
+                    count -= 1
+            attrs["_num_outputs"] = count
         if "_node" in kdef.context:
             attrs["_node"] = node
         if "_opset" in kdef.context:
