@@ -23,7 +23,8 @@ from onnxforge.runtime.options import (
     SessionOptions,
 )
 from onnxforge.runtime.ortvalue import OrtValue
-from onnxforge.runtime.session import AVAILABLE_PROVIDERS, InferenceSession
+from onnxforge.runtime.session import InferenceSession
+from onnxforge.runtime.session_build import AVAILABLE_PROVIDERS
 
 __version__ = "1.20.0"  # the ORT API level this namespace follows, for code that checks versions
 

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import gc
 import json
 import os
-import sys
 import threading
 import time
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,76 +33,18 @@ from onnxforge.runtime.options import (
 from onnxforge.runtime.ortvalue import OrtValue
 from onnxforge.runtime.plan import Plan, Profiler
 from onnxforge.runtime.plan_builder import PlanBuilder
-from onnxforge.runtime.registry import REGISTRY
+from onnxforge.runtime.session_build import (
+    collector_paused,
+    constant_initializers_before_ir4,
+    has_kernel,
+    header_of,
+    resolve_providers,
+    tune_malloc,
+)
 from onnxforge.runtime.threads import blas_threads
 from onnxforge.runtime.typecheck import check_types
 
-AVAILABLE_PROVIDERS = ["CPUExecutionProvider"]
 _SUBGRAPH_ATTRIBUTES = (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-
-
-def _tune_malloc(options: SessionOptions) -> None:
-    """Keep glibc from handing multi-MB temporaries back to the OS after every kernel (and re-faulting them).
-
-    Measured at 1 thread: digits CNN 27 -> 7.6 ms, squeezenet 36 -> 16 ms, peak RSS +1-4 MB. 32 MB is the
-    largest mmap threshold glibc accepts on 64-bit. Opt out with the session config entry
-    ``session.onnxforge.mallopt=0``. Process-wide, like ORT's own arena, and idempotent.
-    """
-    if not sys.platform.startswith("linux") or options._config.get("session.onnxforge.mallopt", "1") != "1":
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc (e.g. musl): nothing to tune
-        return
-    libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
-    libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
-
-
-def _header_of(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """The parts of ``proto`` a built session reads (metadata, input and output types): no nodes, no weights."""
-    header = onnx.ModelProto(
-        ir_version=proto.ir_version,
-        producer_name=proto.producer_name,
-        producer_version=proto.producer_version,
-        domain=proto.domain,
-        model_version=proto.model_version,
-        doc_string=proto.doc_string,
-    )
-    header.opset_import.extend(proto.opset_import)
-    header.metadata_props.extend(proto.metadata_props)
-    header.graph.name, header.graph.doc_string = proto.graph.name, proto.graph.doc_string
-    header.graph.input.extend(proto.graph.input)
-    header.graph.output.extend(proto.graph.output)
-    return header
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Hold off Python's cyclic garbage collector while a session is built.
-
-    Loading, optimizing and planning allocate hundreds of thousands of small objects that live as long as
-    the build (onnx-ir graphs are full of cycles: nodes <-> values <-> graph). Every 700 allocations the
-    collector walks the young ones, and every so often all of them: on shufflenet that was a third of the
-    build. Paused, the build's objects are walked once, by the young-generation collection at the end.
-    Process-wide, like the collector itself; a concurrent build merely re-enables it early.
-    """
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-        # The build's garbage (the onnx-ir model and its weights, all cycles) is young: collect it now, in a
-        # few ms, instead of when some later allocation trips the collector. Otherwise back-to-back builds
-        # (a model reloaded, a test loop) each left a whole model behind: light ResNet-50 built seven times
-        # in a row grew RSS by 100 MB a build (250 -> 800 MB); now it stays at 113 MB.
-        gc.collect(0)
-
-
-def _has_kernel(domain: str, op_type: str, opset: int) -> bool:
-    return REGISTRY.resolve(domain, op_type, opset) is not None
 
 
 class _InputSpec:
@@ -170,32 +107,6 @@ def _dims(value: ir.Value) -> list[int | str | None] | None:
     return [d if isinstance(d, int) else (d.value if getattr(d, "value", None) else None) for d in value.shape]
 
 
-def _resolve_providers(providers: Sequence[Any] | None) -> list[str]:
-    for entry in providers or []:
-        name = entry[0] if isinstance(entry, (tuple, list)) else entry
-        if name not in AVAILABLE_PROVIDERS:
-            warnings.warn(
-                f"Specified provider '{name}' is not in available provider names."
-                f"Available providers: '{', '.join(AVAILABLE_PROVIDERS)}'",
-                UserWarning,
-                stacklevel=3,
-            )
-    return list(AVAILABLE_PROVIDERS)
-
-
-def _constant_initializers_before_ir4(model: ir.Model) -> None:
-    """Below IR version 4 every initializer had to be listed as a graph input too, yet meant a constant:
-    like onnxruntime (which disallows overriding them there), drop them from the inputs so the optimizer
-    can fold and fuse them. From IR 4 on, an initializer that is also an input is overridable."""
-    if model.ir_version >= 4:
-        return
-    graph = model.graph
-    kept = [value for value in graph.inputs if value.name not in graph.initializers]
-    if len(kept) != len(graph.inputs):
-        graph.inputs.clear()
-        graph.inputs.extend(kept)
-
-
 class InferenceSession:
     """Load a model once, then ``run`` it many times, from many threads if you like."""
 
@@ -209,17 +120,17 @@ class InferenceSession:
     ) -> None:
         start = time.perf_counter()
         self._sess_options = sess_options or SessionOptions()
-        self._providers = _resolve_providers(providers)
+        self._providers = resolve_providers(providers)
         self._provider_options = {name: {} for name in self._providers}
-        with _collector_paused():
+        with collector_paused():
             self._build(path_or_bytes)
         self.session_creation_seconds = time.perf_counter() - start
 
     # ----- building -------------------------------------------------------------------------------
     def _build(self, path_or_bytes: ModelSource) -> None:
         self._model_path = path_or_bytes if isinstance(path_or_bytes, (str, os.PathLike)) else None
-        _tune_malloc(self._sess_options)  # before the build's own big temporaries (folded weights) come and go
-        checked = check_model(path_or_bytes, transform=lambda p: without_map_types(expand_functions(p, _has_kernel)))
+        tune_malloc(self._sess_options)  # before the build's own big temporaries (folded weights) come and go
+        checked = check_model(path_or_bytes, transform=lambda p: without_map_types(expand_functions(p, has_kernel)))
         proto = checked.proto
         where = str(self._model_path or "bytes")
         inferred = check_types(proto, where)
@@ -229,7 +140,7 @@ class InferenceSession:
         def load() -> ir.Model:
             model = checked.to_ir(initializers_as_constants=True)
             self._apply_options(model)
-            _constant_initializers_before_ir4(model)
+            constant_initializers_before_ir4(model)
             return model
 
         model = optimize_for_level(
@@ -244,7 +155,7 @@ class InferenceSession:
         # The parsed protobuf holds every weight, and the plan reads them from the model (detaching it from the
         # protobuf): keep the protobuf's header only, so it can go before the plan packs the weights.
         with text_errors(proto, where):
-            self._proto_meta = proto = _header_of(proto)
+            self._proto_meta = proto = header_of(proto)
         del load
         checked = None  # the cell ``load`` read it from: its last holder
         fuse = self._sess_options.graph_optimization_level != GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -350,7 +261,7 @@ class InferenceSession:
         return {name: dict(opts) for name, opts in self._provider_options.items()}
 
     def set_providers(self, providers: Sequence[Any] | None = None, provider_options: Any = None) -> None:
-        self._providers = _resolve_providers(providers)
+        self._providers = resolve_providers(providers)
 
     def disable_fallback(self) -> None:
         """No-op: the CPU provider is the only one, so there is nothing to fall back to."""
