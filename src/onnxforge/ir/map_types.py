@@ -19,6 +19,7 @@ import onnx
 
 from onnxforge._errors import NotImplemented
 from onnxforge.ir.dtypes import proto_type_string
+from onnxforge.ir.protos import graphs_in
 
 _ML_DOMAIN = "ai.onnx.ml"  # the only standard domain whose ops make or take maps (ZipMap, DictVectorizer, CastMap)
 
@@ -33,19 +34,6 @@ def has_map(type_proto: onnx.TypeProto) -> bool:
     if kind == "optional_type":
         return has_map(type_proto.optional_type.elem_type)
     return False
-
-
-def graphs_in(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    """``graph`` and every subgraph in it, depth first in node order."""
-    yield graph
-    for node in graph.node:
-        if not len(node.attribute):  # ``len`` first: iterating a message's attributes wraps each one
-            continue
-        for attr in node.attribute:
-            if attr.HasField("g"):
-                yield from graphs_in(attr.g)
-            for sub in attr.graphs:
-                yield from graphs_in(sub)
 
 
 def _declarations(graph: onnx.GraphProto) -> Iterator[onnx.ValueInfoProto]:

@@ -9,29 +9,17 @@ outputs and attribute references. Model-local functions the user wrote are inlin
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import onnx
 import onnx.inliner
 from onnx import defs
 
+from onnxforge.ir.protos import graphs_in
+
 EXPANDED_DOMAIN = "onnxforge.expanded"
 
 HasKernel = Callable[[str, str, int], bool]
-
-
-def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    yield graph
-    for node in graph.node:
-        if not len(node.attribute):  # ``len`` first: iterating a message's attributes wraps each one
-            continue
-        for attr in node.attribute:
-            kind = attr.type
-            if kind == onnx.AttributeProto.GRAPH or (kind == onnx.AttributeProto.UNDEFINED and attr.HasField("g")):
-                yield from _graphs(attr.g)
-            elif kind in (onnx.AttributeProto.GRAPHS, onnx.AttributeProto.UNDEFINED):
-                for sub in attr.graphs:
-                    yield from _graphs(sub)
 
 
 def _value_types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
@@ -40,7 +28,7 @@ def _value_types(model: onnx.ModelProto) -> dict[str, onnx.TypeProto]:
     except Exception:  # inference is only a help for context-dependent bodies; carry on without it
         inferred = model
     types: dict[str, onnx.TypeProto] = {}
-    for graph in _graphs(inferred.graph):
+    for graph in graphs_in(inferred.graph):
         for info in list(graph.input) + list(graph.output) + list(graph.value_info):
             types[info.name] = info.type
         for tensor in graph.initializer:
@@ -106,7 +94,7 @@ def _kernelless(model: onnx.ModelProto, opsets: dict[str, int], has_kernel: HasK
     # One kernel lookup per distinct op, not per node (a model repeats a few ops hundreds of times).
     lacking: dict[tuple[str, str], bool] = {}
     found: list[onnx.NodeProto] = []
-    for graph in _graphs(model.graph):
+    for graph in graphs_in(model.graph):
         for node in graph.node:
             op = (node.domain, node.op_type)
             missing = lacking.get(op)
