@@ -6,6 +6,7 @@ from collections import Counter
 
 import numpy as np
 import onnx
+import pytest
 from onnx import TensorProto, helper
 
 from onnxforge import InferenceSession
@@ -71,3 +72,33 @@ def test_every_kernelless_function_op_is_expanded_and_computes_the_same() -> Non
 def test_a_model_whose_ops_all_have_kernels_is_returned_as_is() -> None:
     model = _model()
     assert expand_functions(model, lambda domain, op, opset: True) is model
+
+
+@pytest.mark.parametrize(("function_opset", "model_opset"), [(17, 17), (17, 18), (13, 17)])
+def test_a_local_function_written_for_an_older_opset_is_inlined_and_runs(function_opset: int, model_opset: int) -> None:
+    # onnx's inliner leaves such a call in place unless asked to convert the body (onnxruntime runs it).
+    function = helper.make_function(
+        "custom",
+        "ClipAt",
+        ["a"],
+        ["b"],
+        [helper.make_node("Relu", ["a"], ["b"])],
+        [helper.make_opsetid("", function_opset)],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("ClipAt", ["x"], ["y"], domain="custom")],
+        "g",
+        [helper.make_tensor_value_info("x", F, [3])],
+        [helper.make_tensor_value_info("y", F, [3])],
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", model_opset), helper.make_opsetid("custom", 1)],
+        functions=[function],
+    )
+
+    expanded = expand_functions(model, lambda domain, op, opset: True)
+    (y,) = InferenceSession(model.SerializeToString()).run(None, {"x": np.float32([-1.0, 0.5, 2.0])})
+
+    assert [node.op_type for node in expanded.graph.node] == ["Relu"] and not expanded.functions
+    np.testing.assert_array_equal(y, [0.0, 0.5, 2.0])

@@ -140,8 +140,19 @@ def expand_functions(model: onnx.ModelProto, has_kernel: HasKernel) -> onnx.Mode
         return model
     if not any(o.domain == EXPANDED_DOMAIN for o in model.opset_import) and expanded:
         model.opset_import.append(onnx.helper.make_opsetid(EXPANDED_DOMAIN, 1))
-    inlined = onnx.inliner.inline_local_functions(model)
+    inlined = _inline(model)
     kept = [o for o in inlined.opset_import if o.domain != EXPANDED_DOMAIN]
     del inlined.opset_import[:]
     inlined.opset_import.extend(kept)
     return inlined
+
+
+def _inline(model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnx's inliner, converting a function whose body imports another ONNX opset than the model's (which
+    it otherwise leaves as a call no kernel runs; onnxruntime runs it). The conversion needs every value's
+    type, so it works on the model with inferred types; when it cannot, the functions are inlined as they are."""
+    try:
+        typed = onnx.shape_inference.infer_shapes(model)
+        return onnx.inliner.inline_local_functions(typed, convert_version=True)
+    except Exception:  # noqa: BLE001 - onnx's inference or converter gave up: inline without converting
+        return onnx.inliner.inline_local_functions(model)
