@@ -67,3 +67,34 @@ def test_listed_outputs_choose_the_mode(opset: int, bn_outputs: list[str], train
     got = _run(_model(opset, bn_outputs), x, optimize)
 
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("bn_outputs", "training"), [(["y", "", "", "", ""], False), (["y", "rm", "rv", "sm", "sv"], True)]
+)
+def test_a_folded_constant_bn_uses_the_same_mode(bn_outputs: list[str], training: bool) -> None:
+    x = RNG.standard_normal((2, 4, 3, 3)).astype(np.float32)
+    inits = [numpy_helper.from_array(a, n) for n, a in zip(("xc", "s", "b", "m", "v"), (x, SCALE, BIAS, MEAN, VAR))]
+    graph = helper.make_graph(
+        [
+            helper.make_node("BatchNormalization", ["xc", "s", "b", "m", "v"], bn_outputs),
+            helper.make_node("Add", ["y", "d"], ["z"]),
+        ],
+        "constant_bn",
+        [helper.make_tensor_value_info("d", F, [2, 4, 3, 3])],
+        [helper.make_tensor_value_info("z", F, None)],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 9)])
+    x64 = x.astype(np.float64)
+    mean, var = (x64.mean(axis=(0, 2, 3)), x64.var(axis=(0, 2, 3))) if training else (MEAN, VAR)
+    shape = (1, 4, 1, 1)
+    want = (x64 - np.reshape(mean, shape)) / np.sqrt(np.reshape(var, shape) + 1e-5) * SCALE.reshape(shape)
+    want += BIAS.reshape(shape)
+    d = np.zeros((2, 4, 3, 3), np.float32)
+    for optimize in (False, True):
+        options = SessionOptions()
+        if not optimize:
+            options.graph_optimization_level = GraphOptimizationLevel.ORT_DISABLE_ALL
+        (got,) = InferenceSession(model.SerializeToString(), options).run(None, {"d": d})
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

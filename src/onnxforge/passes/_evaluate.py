@@ -15,6 +15,7 @@ import onnx_ir as ir
 import onnxforge.runtime.kernels  # noqa: F401 - registers the built-in kernels
 from onnxforge.ir.arrays import tensor_array as tensor_to_numpy
 from onnxforge.ir.dtypes import np_dtype_for
+from onnxforge.runtime.plan_builder import output_count
 from onnxforge.runtime.registry import REGISTRY
 
 
@@ -63,7 +64,7 @@ def evaluate(
     if kdef.required - set(kwargs):
         return None
     if "_num_outputs" in kdef.context:
-        kwargs["_num_outputs"] = len(node.outputs)
+        kwargs["_num_outputs"] = output_count(node)
     if "_opset" in kdef.context:
         kwargs["_opset"] = opset
     if "_output_dtypes" in kdef.context:

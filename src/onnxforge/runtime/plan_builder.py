@@ -33,6 +33,17 @@ def _static_shape(value: ir.Value) -> tuple[int, ...] | None:
     return tuple(int(dim) for dim in shape)
 
 
+def output_count(node: ir.Node) -> int:
+    """The ``_num_outputs`` a kernel is told: the outputs the node lists. A BatchNormalization's listed outputs
+    choose training mode below opset 14, and there trailing empty names are outputs not asked for (onnxruntime
+    runs ``['Y', '', '', '', '']`` in inference mode); other ops count every listed output (Split's included)."""
+    count = len(node.outputs)
+    if node.op_type == "BatchNormalization":
+        while count > 1 and not node.outputs[count - 1].name:
+            count -= 1
+    return count
+
+
 class PlanBuilder:
     """Compiles an onnx-ir graph (and, recursively, its subgraphs) into a :class:`Plan`."""
 
@@ -221,13 +232,7 @@ class _GraphCompiler:
 
     def _bind_context(self, node: ir.Node, kdef: KernelDef, info: NodeInfo, attrs: dict[str, Any]) -> None:
         if "_num_outputs" in kdef.context:
-            count = len(node.outputs)
-            if node.op_type == "BatchNormalization":
-                # Its listed outputs choose training mode below opset 14; trailing empty names are outputs not
-                # asked for (onnxruntime runs ['Y', '', '', '', ''] in inference mode too).
-                while count > 1 and not node.outputs[count - 1].name:
-                    count -= 1
-            attrs["_num_outputs"] = count
+            attrs["_num_outputs"] = output_count(node)
         if "_node" in kdef.context:
             attrs["_node"] = node
         if "_opset" in kdef.context:
