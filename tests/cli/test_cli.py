@@ -166,3 +166,11 @@ def test_demo_reports_accuracy() -> None:
     match = re.search(r"onnxforge accuracy on 360 held-out digits: ([\d.]+)%", result.stdout)
     assert match, result.stdout
     assert float(match.group(1)) >= 95.0
+
+
+def test_run_summarizes_a_list_of_maps_by_its_entries() -> None:
+    from onnxforge.cli.run import summarize
+
+    rows = [{0: 0.25, 1: 0.75}, {0: 0.5, 1: 0.5}, {0: 1.0, 1: 0.0}]
+    assert summarize(rows) == ("sequence of 3 maps", "-", "{0: 0.25, 1: 0.75}; {0: 0.5, 1: 0.5}; ...")
+    assert summarize([np.zeros((2, 3))]) == ("sequence of 1", "-", "(2, 3)")

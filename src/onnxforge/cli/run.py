@@ -133,6 +133,12 @@ def random_inputs(
 def summarize(value: Any) -> tuple[str, str, str]:
     """(shape, dtype, summary) for one output."""
     if isinstance(value, list):
+        if value and all(isinstance(v, dict) for v in value):  # ZipMap's rows: show the first ones' entries
+            rows = "; ".join(
+                "{" + ", ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()) + "}"
+                for row in value[:2]
+            )
+            return f"sequence of {len(value)} maps", "-", rows + ("; ..." if len(value) > 2 else "")
         return f"sequence of {len(value)}", "-", ", ".join(str(np.shape(v)) for v in value[:4])
     if isinstance(value, dict):
         return f"map of {len(value)}", "-", ", ".join(f"{k}: {v}" for k, v in list(value.items())[:4])
