@@ -211,3 +211,51 @@ def test_transposed_weights_equal_the_cast_transpose_and_bias_row(dtype: type) -
     assert plain.flags.c_contiguous and with_row.flags.c_contiguous
     np.testing.assert_array_equal(plain, np.ascontiguousarray(w.T.astype(np.float32)))
     np.testing.assert_array_equal(with_row, np.concatenate([w.T, b[None, :]]).astype(np.float32))
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "pads", "width"),
+    [
+        (3, 1, (1, 1, 1, 1), 30),
+        (3, 2, (1, 1, 1, 1), 33),
+        (3, 2, (0, 1, 2, 0), 28),
+        (5, 2, (2, 2, 2, 2), 31),
+        (3, 1, (0, 0, 0, 0), 29),
+        (3, 2, (1, 1, 1, 1), 13),
+    ],
+)
+@pytest.mark.parametrize("threads", [1, 2])
+def test_pointwise_to_padded_feeds_the_depthwise_conv_the_numbers_of_the_unpadded_chain(
+    kernel: int, stride: int, pads: tuple[int, ...], width: int, threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m, c = 18, 5
+    wp = RNG.standard_normal((m, c, 1, 1)).astype(np.float32)
+    bp = RNG.standard_normal(m).astype(np.float32)
+    wd = RNG.standard_normal((m, 1, kernel, kernel)).astype(np.float32)
+    bd = RNG.standard_normal(m).astype(np.float32)
+    x = RNG.standard_normal((2, c, 23, width)).astype(np.float32)
+    relu6 = lambda y: np.clip(y, 0, 6, out=y)  # noqa: E731
+    monkeypatch.setattr(_conv_layout, "workers", lambda: threads)
+    monkeypatch.setattr(_conv_layout, "_PARALLEL_MIN_MACS", 0)
+    begins, ends = pads[:2], pads[2:]
+    padded = _conv_layout.pointwise_to_padded(wp, bp, relu6, begins, ends, stride)(x)
+    if width >= _conv_layout._PADDED_MIN_WIDTH:
+        wq = -(-(width + begins[1] + ends[1]) // stride)
+        assert padded.shape == (2, 23 + begins[0] + ends[0], stride, wq, m)
+    else:
+        assert padded.shape == (2, 23, width, m)  # narrow: plain NHWC, the depthwise conv pads it itself
+    got = depthwise_nhwc(wd, bd, (stride, stride), begins, ends, relu6, prepadded=True)(padded)
+    plain = pointwise_to_nhwc(wp, bp, relu6)(x)
+    want = depthwise_nhwc(wd, bd, (stride, stride), begins, ends, relu6)(plain)
+    assert got.shape == want.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_a_prepadded_depthwise_conv_names_a_wrong_input_and_refuses_an_ambiguous_width() -> None:
+    conv = depthwise_nhwc(np.ones((4, 1, 3, 3), np.float32), None, (2, 2), (1, 1), (1, 1), None, prepadded=True)
+    with pytest.raises(
+        InvalidArgument, match=r"expected a padded input \(N, Hp, 2, Wq, 4\), got shape \[1, 5, 1, 5, 4\]"
+    ):
+        conv(np.ones((1, 5, 1, 5, 4), np.float32))
+    with pytest.raises(ValueError, match="kw % sw == 1"):
+        depthwise_nhwc(np.ones((4, 1, 4, 4), np.float32), None, (2, 2), (1, 1), (1, 1), None, prepadded=True)

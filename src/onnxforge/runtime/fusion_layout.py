@@ -5,7 +5,9 @@ output of a pointwise conv (1x1, stride 1, unpadded, one group) or of a dense co
 pads, no dilation: MobileNet's 3x3 stem) that nobody else reads, and its own output is read only by a
 pointwise conv, then
 
-- the first conv writes NHWC (its GEMM just takes the transposed operands),
+- the first conv writes NHWC (its GEMM just takes the transposed operands); a pointwise one writes it
+  already zero-padded and split into the column phases the depthwise conv reads, so that the depthwise
+  conv does not copy the wide expanded image once more to pad it,
 - the depthwise conv reads and writes NHWC (see ``kernels/_conv_layout.py`` for why that is faster),
 - the last pointwise conv reads NHWC and writes NCHW again.
 
@@ -24,7 +26,14 @@ import numpy as np
 
 from onnxforge.runtime.fusion import FusionContext, StepSpec, _readers, _sole_reader
 from onnxforge.runtime.fusion_pairs import _conv_weights
-from onnxforge.runtime.kernels._conv_layout import conv_to_nhwc, depthwise_nhwc, pointwise_from_nhwc, pointwise_to_nhwc
+from onnxforge.runtime.kernels._conv_layout import (
+    conv_to_nhwc,
+    depthwise_nhwc,
+    pointwise_from_nhwc,
+    pointwise_to_nhwc,
+    pointwise_to_padded,
+    prepadded_fits,
+)
 
 Weights = tuple[np.ndarray, np.ndarray | None]
 
@@ -52,12 +61,16 @@ def channels_last_chains(specs: list[StepSpec], ctx: FusionContext) -> list[Step
         if specs[last].ins[0] != spec.outs[0] or specs[first].outs[0] != spec.ins[0]:
             continue
         w, b, strides, begins, ends = depthwise
-        if before is not None:
+        prepadded = before is not None and prepadded_fits(w.shape[3], strides[1])
+        if prepadded:
+            assert before is not None
+            specs[first].call = _call(pointwise_to_padded(*before, specs[first].activation, begins, ends, strides[1]))
+        elif before is not None:
             specs[first].call = _call(pointwise_to_nhwc(*before, specs[first].activation))
         else:
             assert dense is not None
             specs[first].call = _call(conv_to_nhwc(*dense, specs[first].activation))
-        spec.call = _call(depthwise_nhwc(w, b, strides, begins, ends, spec.activation))
+        spec.call = _call(depthwise_nhwc(w, b, strides, begins, ends, spec.activation, prepadded=prepadded))
         specs[last].call = _call(pointwise_from_nhwc(*after, specs[last].activation))
         claimed.update((first, index, last))
     return specs

@@ -35,6 +35,12 @@ _BAND_BYTES = 256 << 10
 # 112x112 0.91x / 0.79x (1 / 2 threads), 24 -> 144 at 56x56 1.11x / 0.79x, 128 -> 512 at 28x28 0.95x / 0.92x.
 _POINTWISE_BAND_BYTES = 1 << 20
 
+# A pointwise conv writes its output pre-padded for the depthwise conv after it only from this width on.
+# Pointwise + depthwise per block of mobilenetv2_b1, 1 thread (us, profiled): 112 wide stride 2 2238 -> 1673,
+# 56 wide 1245 -> 1150 and 799 -> 691, 28 wide 485 -> 476, 14 wide 523 -> 545 (the border columns are 14%
+# more GEMM there, 29% at 7 wide).
+_PADDED_MIN_WIDTH = 28
+
 Activation = Callable[[np.ndarray], np.ndarray]
 Conv = Callable[[np.ndarray], np.ndarray]
 
@@ -107,6 +113,91 @@ def pointwise_to_nhwc(w: np.ndarray, b: np.ndarray | None, activation: Activatio
         return y.reshape(n, h, width, m)
 
     return conv_pointwise_to_nhwc
+
+
+def padded_columns(
+    width: int, begins: tuple[int, int], ends: tuple[int, int], phases: int
+) -> tuple[int, list[tuple[int, int, int]]]:
+    """The polyphase layout of ``padded_image`` for rows of ``width`` pixels: ``(Wq, [(q0, q1, first column)]
+    per phase])``. Padded column ``q * phases + phase`` holds image column ``q * phases + phase - left``; in phase
+    ``phase`` the columns ``q0 <= q < q1`` hold image columns ``first, first + phases, ...``, the rest are zero."""
+    left = begins[1]
+    wp = width + left + ends[1]
+    wq = -(-wp // phases)
+    ranges = []
+    for phase in range(phases):
+        q0 = min(wq, max(0, -(-(left - phase) // phases)))
+        q1 = min(wq, max(q0, -(-(left + width - phase) // phases)))
+        ranges.append((q0, q1, q0 * phases + phase - left))
+    return wq, ranges
+
+
+def pointwise_to_padded(
+    w: np.ndarray,
+    b: np.ndarray | None,
+    activation: Activation | None,
+    begins: tuple[int, int],
+    ends: tuple[int, int],
+    phases: int,
+) -> Conv:
+    """NCHW ``(N, C, H, W)`` in; out the NHWC result already zero-padded (and split into column phases) the way
+    the depthwise conv that reads it needs: ``(N, Hp, phases, Wq, M)``, as ``padded_image`` lays it out.
+
+    Each band of image rows is one GEMM whose pixels are the band's padded columns in phase order: the input
+    channels (few: 16-160) are gathered into that order, the output (6x as many channels) is written in place,
+    and the border columns are zeroed after the activation. That replaces the depthwise conv's own padding
+    copy of the wide output (mobilenetv2_b1, 96 channels at 112x112, stride 2: ~550 us in the model).
+    Images narrower than ``_PADDED_MIN_WIDTH`` come out as plain NHWC ``(N, H, W, M)`` instead, which the
+    depthwise conv pads itself: there the GEMM over the border columns costs more than the copy it saves.
+    """
+    m, c = w.shape[:2]
+    with_bias = b is not None and bool(b.any())
+    w_t = _transposed(w.reshape(m, c), extra_row=b if with_bias else None)
+    k = c + with_bias
+    top, bottom = begins[0], ends[0]
+
+    narrow = pointwise_to_nhwc(w, b, activation)
+
+    def conv_pointwise_to_padded(x: np.ndarray) -> np.ndarray:
+        _check(x, c, 1, "Conv (channels-last padded output)")
+        n, _, h, width = x.shape
+        if width < _PADDED_MIN_WIDTH:
+            return narrow(x)
+        wq, ranges = padded_columns(width, begins, ends, phases)
+        row_pixels = phases * wq
+        y = np.empty((n, top + h + bottom, phases, wq, m), dtype=np.float32)
+        y[:, :top] = 0
+        y[:, top + h :] = 0
+        xs = x.astype(np.float32, copy=False)
+        parts = workers() if n * h * width * c * m >= _PARALLEL_MIN_MACS else 1
+        rows = max(1, min(h, _POINTWISE_BAND_BYTES // (4 * m * row_pixels)))
+        if parts > 1 and n * -(-h // rows) < parts:
+            rows = max(1, -(-h // parts))
+        jobs = [(i, r0, min(h, r0 + rows)) for i in range(n) for r0 in range(0, h, rows)]
+
+        def run(first_job: int, last_job: int) -> None:
+            for i, r0, r1 in jobs[first_job:last_job]:
+                cols = scratch("padded_cols", (k, r1 - r0, phases, wq), np.dtype(np.float32))
+                for phase, (q0, q1, first) in enumerate(ranges):
+                    cols[:c, :, phase, :q0] = 0
+                    cols[:c, :, phase, q1:] = 0
+                    if q1 > q0:
+                        cols[:c, :, phase, q0:q1] = xs[i, :, r0:r1, first : first + (q1 - q0 - 1) * phases + 1 : phases]
+                if with_bias:
+                    cols[c] = 1
+                band = y[i, top + r0 : top + r1]
+                target = band.reshape((r1 - r0) * row_pixels, m)
+                np.matmul(cols.reshape(k, -1).T, w_t, out=target)
+                if activation is not None:
+                    activation(target)
+                for phase, (q0, q1, _) in enumerate(ranges):
+                    band[:, phase, :q0] = 0
+                    band[:, phase, q1:] = 0
+
+        parallel([lambda a=a, z=z: run(a, z) for a, z in split(len(jobs), parts)])
+        return y
+
+    return conv_pointwise_to_padded
 
 
 def pointwise_from_nhwc(w: np.ndarray, b: np.ndarray | None, activation: Activation | None) -> Conv:
@@ -199,6 +290,13 @@ def conv_to_nhwc(
     return conv_to_nhwc_
 
 
+def prepadded_fits(kw: int, sw: int) -> bool:
+    """Whether a depthwise conv can read :func:`pointwise_to_padded`'s output: its width ``sw * Wq`` stands for
+    any padded width from ``sw * (Wq - 1) + 1`` to ``sw * Wq``, and ``(Wp - kw) // sw`` is the same for all of
+    them only when ``kw % sw == 1`` (always for stride 1; 3x3 or 5x5 kernels at stride 2)."""
+    return sw == 1 or kw % sw == 1
+
+
 def depthwise_nhwc(
     w: np.ndarray,
     b: np.ndarray | None,
@@ -206,8 +304,13 @@ def depthwise_nhwc(
     begins: tuple[int, int],
     ends: tuple[int, int],
     activation: Activation | None,
+    prepadded: bool = False,
 ) -> Conv:
-    """NHWC in and out; ``w`` is ``(C, 1, kh, kw)`` (one filter per channel), explicit pads, no dilation."""
+    """NHWC in and out; ``w`` is ``(C, 1, kh, kw)`` (one filter per channel), explicit pads, no dilation.
+
+    ``prepadded``: the input is already padded and split into column phases by :func:`pointwise_to_padded`,
+    ``(N, Hp, sw, Wq, C)``; then ``kw % sw == 1`` (or ``sw == 1``) must hold, so that the output width does not
+    depend on which of the ``sw`` widths ``Wq`` stands for (see :func:`prepadded_fits`)."""
     c, _, kh, kw = w.shape
     taps = DepthwiseTaps(w)
     bias = None if b is None or not b.any() else b.astype(np.float32)
@@ -226,6 +329,22 @@ def depthwise_nhwc(
             flat += tiled
         if activation is not None:
             activation(band)
+
+    def conv_depthwise_prepadded(x: np.ndarray) -> np.ndarray:
+        if x.ndim == 4:
+            return conv_depthwise_nhwc(x)  # the image was too narrow to pay for padded output
+        if x.ndim != 5 or x.shape[2] != sw or x.shape[4] != c:
+            raise InvalidArgument(
+                f"Conv (channels-last depthwise): expected a padded input (N, Hp, {sw}, Wq, {c}), got shape {list(x.shape)}"
+            )
+        n, hp, _, wq, _ = x.shape
+        ho, wo = (hp - kh) // sh + 1, (sw * wq - kw) // sw + 1
+        if ho < 1 or wo < 1:
+            raise InvalidArgument(f"Conv: padded spatial shape {[hp, sw * wq]} is too small for kernel {[kh, kw]}")
+        y = np.empty((n, ho, wo, c), dtype=np.float32)
+        for i in range(n):
+            taps.run(x[i], y[i], strides, (1, 1), finish if bias is not None or activation else None)
+        return y
 
     def conv_depthwise_nhwc(x: np.ndarray) -> np.ndarray:
         _check(x, c, 3, "Conv (channels-last depthwise)")
@@ -246,4 +365,8 @@ def depthwise_nhwc(
             )
         return y
 
+    if prepadded:
+        if not prepadded_fits(kw, sw):
+            raise ValueError(f"a prepadded depthwise conv needs kw % sw == 1, got kw={kw}, sw={sw}")
+        return conv_depthwise_prepadded
     return conv_depthwise_nhwc
