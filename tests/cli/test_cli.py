@@ -74,6 +74,27 @@ def test_run_random_without_dim_names_the_dim(model_path: Path) -> None:
     assert "'batch'" in result.stderr and "--dim batch=N" in result.stderr
 
 
+def test_run_random_refuses_an_input_of_unknown_rank_but_fills_a_scalar(tmp_path: Path) -> None:
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Add", ["x", "s"], ["y"])],
+        "g",
+        [
+            onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, None),
+            onnx.helper.make_tensor_value_info("s", onnx.TensorProto.FLOAT, []),
+        ],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+    )
+    path = tmp_path / "unknown_rank.onnx"
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), path)
+    result = runner.invoke(app, ["run", str(path), "--random"])
+    assert result.exit_code == 1
+    assert "input 'x' has no declared shape; feed it with --input" in result.stderr
+    np.save(tmp_path / "x.npy", np.ones((2, 3), np.float32))
+    result = runner.invoke(app, ["run", str(path), "--random", "--input", f"x={tmp_path / 'x.npy'}"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"y\s*│\s*\[2, 3\]\s*│\s*float32", result.stdout), result.stdout
+
+
 @pytest.mark.parametrize("fmt", ["npy", "npz", "pb"])
 def test_run_input_file_and_output_npz_match_onnxruntime(
     fmt: str, model_path: Path, test_split: tuple[np.ndarray, np.ndarray], tmp_path: Path

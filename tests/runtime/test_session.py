@@ -46,6 +46,25 @@ def test_inputs_outputs_and_overridable_initializers(affine_model: onnx.ModelPro
     assert repr(sess.get_inputs()[0]) == "NodeArg(name='x', type='tensor(float)', shape=['batch', 3])"
 
 
+def test_an_input_of_unknown_rank_has_shape_like_onnxruntime_and_rank_known_false() -> None:
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Add", ["x", "s"], ["y"])],
+        "g",
+        [
+            onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, None),
+            onnx.helper.make_tensor_value_info("s", onnx.TensorProto.FLOAT, []),
+        ],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    inputs = InferenceSession(model.SerializeToString()).get_inputs()
+    assert [(a.name, a.shape, a.rank_known) for a in inputs] == [("x", [], False), ("s", [], True)]
+    ort = pytest.importorskip("onnxruntime")
+    theirs = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).get_inputs()
+    assert [(a.name, a.shape) for a in theirs] == [(a.name, a.shape) for a in inputs]
+
+
 def test_overridable_initializer_can_be_fed(affine_model: onnx.ModelProto) -> None:
     sess = InferenceSession(affine_model)
     x = np.ones((1, 3), np.float32)

@@ -90,7 +90,7 @@ def load_inputs(specs: list[str]) -> dict[str, np.ndarray]:
 
 
 def concrete_shape(arg: NodeArg, dims: dict[str, int]) -> tuple[int, ...]:
-    if arg.shape is None:
+    if not arg.rank_known:
         raise InvalidArgument(f"--random: input '{arg.name}' has no declared shape; feed it with --input")
     shape = []
     for index, dim in enumerate(arg.shape):

@@ -93,12 +93,17 @@ class RunOptions:
 
 
 class NodeArg:
-    """A graph input or output as ORT describes it: name, type string and shape."""
+    """A graph input or output as ORT describes it: name, type string and shape.
 
-    def __init__(self, name: str, type_: str, shape: list[int | str | None] | None) -> None:
+    As in onnxruntime, ``shape`` is ``[]`` both for a scalar and for a value whose rank the model does not
+    declare (and for sequences and maps); ``rank_known`` (an onnxforge addition) tells the two apart.
+    """
+
+    def __init__(self, name: str, type_: str, shape: list[int | str | None], *, rank_known: bool = True) -> None:
         self.name = name
         self.type = type_
         self.shape = shape
+        self.rank_known = rank_known
 
     def __repr__(self) -> str:
         return f"NodeArg(name='{self.name}', type='{self.type}', shape={self.shape})"
@@ -106,7 +111,11 @@ class NodeArg:
     __str__ = __repr__
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, NodeArg) and (self.name, self.type, self.shape) == (other.name, other.type, other.shape)
+        return isinstance(other, NodeArg) and (self.name, self.type, self.shape) == (
+            other.name,
+            other.type,
+            other.shape,
+        )
 
     def __hash__(self) -> int:
         return hash(self.name)

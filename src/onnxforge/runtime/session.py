@@ -101,9 +101,9 @@ def _as_output(value: Any) -> Any:
     return value
 
 
-def _dims(value: ir.Value) -> list[int | str | None] | None:
+def _dims(value: ir.Value) -> list[int | str | None]:
     if value.shape is None:
-        return None
+        return []
     return [d if isinstance(d, int) else (d.value if getattr(d, "value", None) else None) for d in value.shape]
 
 
@@ -210,7 +210,9 @@ class InferenceSession:
             arg = self._node_arg(value, proto_types)
             is_tensor = isinstance(value.type, ir.TensorType)
             dtype = np_dtype_for(value.dtype) if is_tensor else None
-            self._specs[value.name] = _InputSpec(value.name, slot, arg.type, dtype, _dims(value) if is_tensor else None)
+            self._specs[value.name] = _InputSpec(
+                value.name, slot, arg.type, dtype, _dims(value) if arg.rank_known and is_tensor else None
+            )
             if value.name in initializer_names:
                 self._overridable.append(arg)
             else:
@@ -225,12 +227,17 @@ class InferenceSession:
     def _node_arg(value: ir.Value, proto_types: Mapping[str, onnx.TypeProto]) -> NodeArg:
         type_proto = proto_types.get(value.name)
         type_string = proto_type_string(type_proto) if type_proto is not None else "unknown"
-        # A sequence's or map's shape is [], as onnxruntime gives it. A tensor of unknown rank keeps None here
-        # (onnxruntime says [] there too), which the CLI's --random reads as "no declared shape".
+        # A sequence's, a map's and an unknown-rank tensor's shape is [], as onnxruntime gives it; rank_known
+        # tells an unknown-rank tensor from a scalar (the CLI's --random cannot invent a rank).
         is_tensor = isinstance(value.type, ir.TensorType) or (
             type_proto is not None and type_proto.HasField("tensor_type")
         )
-        return NodeArg(value.name, type_string, _dims(value) if is_tensor else [])
+        return NodeArg(
+            value.name,
+            type_string,
+            _dims(value) if is_tensor else [],
+            rank_known=not is_tensor or value.shape is not None,
+        )
 
     # ----- the ORT API ----------------------------------------------------------------------------
     def get_inputs(self) -> list[NodeArg]:
