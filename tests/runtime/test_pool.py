@@ -100,13 +100,15 @@ def test_inside_a_run_the_caller_and_the_worker_are_pinned_to_different_cpus() -
         cpus[name] = _pool.current_cpu()
 
     with blas_threads(2):
-        pinned = os.sched_getaffinity(0)
+        assert os.sched_getaffinity(0) == before  # not before the run's first hand-off (small runs never pay it)
         parallel([lambda: where("caller"), lambda: where("worker")])
+        pinned = os.sched_getaffinity(0)
     assert len(pinned) == 1
     assert cpus["caller"] in pinned
     assert cpus["worker"] != cpus["caller"]
     assert os.sched_getaffinity(0) == before  # the caller's affinity comes back after the run
     with blas_threads(1):
+        parallel([lambda: where("caller"), lambda: where("worker")])
         assert os.sched_getaffinity(0) == before  # one thread: nothing to pin
 
 
@@ -136,6 +138,7 @@ def test_a_concurrent_run_is_not_pinned_and_its_workers_do_not_spin() -> None:
     thread = threading.Thread(target=other_run)
     thread.start()
     with blas_threads(2):
+        parallel([lambda: None, lambda: None])  # the first hand-off pins the run's caller
         assert len(os.sched_getaffinity(0)) == 1  # this run holds the pin
         inside.set()
         release.wait(10)

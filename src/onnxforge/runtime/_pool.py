@@ -5,8 +5,8 @@ on these 2-vCPU VMs, a hand-off to a thread blocked on a ``threading.Lock`` cost
 woken thread often shared the caller's core: two halves of a 3x3 conv (copy + GEMM, ~340 us each) took as
 long on two threads as on one (679 vs 677 us), against 368 us with a spinning worker. A spinning worker
 keeps its own core, and a hand-off costs ~3 us. For that to hold, a run at more than one thread pins its
-caller to the CPU it is on and each worker, when it wakes, to another one (:func:`pin_caller`); both get
-their affinity back when the run ends.
+caller (at its first hand-off) to the CPU it is on and each worker, when it wakes, to another one
+(:func:`pin_caller`); both get their affinity back when the run ends.
 
 The spinning happens in libc's ``pthread_spin_lock``, called through ctypes, which releases the GIL for
 the call: the worker waits without holding the GIL and without a loop of Python. It is bounded by the run:

@@ -32,8 +32,28 @@ _controller_lock = threading.Lock()
 _MATMUL_PARALLEL_MIN_MACS = 6_000_000
 # How many threads the kernels of the current run may use; 1 outside a run (and in kernels' own threads).
 _WORKERS: contextvars.ContextVar[int] = contextvars.ContextVar("onnxforge_intra_op_workers", default=1)
-# Whether the current run pinned its caller, so that its workers may spin (see _pool.pin_caller).
-_SPINNING: contextvars.ContextVar[bool] = contextvars.ContextVar("onnxforge_spinning_run", default=False)
+
+
+class _LazyPin:
+    """A run's caller pinning (see _pool.pin_caller), done at the run's first hand-off to a worker: a run that
+    never splits its work (a small model) does not pay the two affinity calls (~6 of its ~12 us per run)."""
+
+    __slots__ = ("restore", "tried")
+
+    def __init__(self) -> None:
+        self.tried = False
+        self.restore: set[int] | None = None
+
+    def spinning(self) -> bool:
+        """Pin the caller if not tried yet; whether the run's workers may spin (its caller is pinned)."""
+        if not self.tried:
+            self.tried = True
+            self.restore = _pool.pin_caller()
+        return self.restore is not None
+
+
+# The current run's pinning, None where its workers may not spin (one part, or more parts than CPUs).
+_PIN: contextvars.ContextVar[_LazyPin | None] = contextvars.ContextVar("onnxforge_run_pin", default=None)
 
 
 def _get_controller() -> ThreadpoolController:
@@ -61,17 +81,17 @@ def blas_threads(count: int) -> Iterator[None]:
     :func:`matmul` blocks), each part a single-threaded BLAS call.
     """
     parts = count if count > 0 else _default_workers()
-    restore = _pool.pin_caller() if 1 < parts <= _pool.SPIN_CPUS else None
-    spinning = _SPINNING.set(restore is not None)
+    pin = _LazyPin() if 1 < parts <= _pool.SPIN_CPUS else None
+    token = _PIN.set(pin)
     try:
         with _workers_and_blas(parts, blas=1):
             yield
     finally:
         if parts > 1:
             _pool.cool_idle()  # no worker spins between runs (see _pool)
-        _SPINNING.reset(spinning)
-        if restore is not None:
-            _pool.unpin_caller(restore)
+        _PIN.reset(token)
+        if pin is not None and pin.restore is not None:
+            _pool.unpin_caller(pin.restore)
 
 
 @contextlib.contextmanager
@@ -181,7 +201,8 @@ def alongside(tasks: Sequence[Callable[[], Any]]) -> Iterator[None]:
 def _start_helpers(batches: list[Sequence[Callable[[], Any]]]) -> tuple[list[_pool.Worker], bool]:
     helpers = _pool.take(len(batches))
     # Workers spin (pinned) only in the run that pinned its caller, and while each part has a CPU of its own.
-    spinning = _SPINNING.get() and len(batches) + 1 <= _pool.SPIN_CPUS
+    pin = _PIN.get()
+    spinning = pin is not None and len(batches) + 1 <= _pool.SPIN_CPUS and pin.spinning()
     caller_cpu = _pool.current_cpu() if spinning and not all(helper.hot for helper in helpers) else -1
     for index, (helper, batch) in enumerate(zip(helpers, batches)):
         helper.start(batch, caller_cpu, index)
