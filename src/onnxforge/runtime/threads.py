@@ -228,7 +228,12 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if parts <= 1 or a.ndim < 2 or b.ndim < 2 or a.dtype != b.dtype or a.dtype.kind != "f":
         return np.matmul(a, b)
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
-    batch = int(np.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), dtype=np.int64))
+    # np.prod of broadcast_shapes costs ~5 us, more than a small product itself: only for batched operands.
+    batch = (
+        1
+        if a.ndim == 2 and b.ndim == 2
+        else int(np.prod(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]), dtype=np.int64))
+    )
     if batch * m * k * n < _MATMUL_PARALLEL_MIN_MACS:
         return np.matmul(a, b)
     if a.ndim == 2 and b.ndim == 2:

@@ -296,3 +296,32 @@ def test_old_pool_versions_run(opset: int) -> None:
         model = node_model(op, [("X", x, False)], opset=opset, kernel_shape=[2, 2], pads=[1, 1, 0, 0], strides=[2, 2])
         got = run_ours(model, {"X": x})[0]
         assert got.shape == (1, 2, 3, 3) and got.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("shape", "kernel", "strides", "pads"),
+    [((1, 16, 8, 8), 2, 2, (0, 0, 0, 0)), ((2, 5, 9, 7), 3, 2, (1, 0, 1, 1)), ((1, 3, 6, 6), 3, 1, (1, 1, 1, 1))],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.int32])
+def test_a_tiny_maxpool_takes_the_tap_wise_path_with_the_numbers_of_the_others(
+    shape: tuple[int, ...],
+    kernel: int,
+    strides: int,
+    pads: tuple[int, ...],
+    dtype: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from onnxforge.runtime.kernels import max_pool  # noqa: PLC0415
+    from onnxforge.runtime.kernels.pool import window_geometry  # noqa: PLC0415
+
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal(shape) * 100).astype(dtype)
+    if dtype == np.float32:
+        x.flat[::7] = np.nan  # NaN wins its windows on every path
+    k, s, d, begins, _, out = window_geometry(x, [kernel] * 2, [strides] * 2, None, list(pads), "NOTSET", 0)
+    assert x.size < max_pool._TAP_WISE_MAX_SIZE
+    tiny = max_pool._max_windows(x, k, s, d, begins, out)
+    monkeypatch.setattr(max_pool, "_TAP_WISE_MAX_SIZE", 0)
+    other = max_pool._max_windows(x, k, s, d, begins, out)
+    assert tiny.dtype == other.dtype == dtype and tiny.shape == other.shape
+    np.testing.assert_array_equal(tiny, other)
