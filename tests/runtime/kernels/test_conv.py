@@ -436,3 +436,44 @@ def test_few_pixels_at_two_threads_split_the_input_channels(monkeypatch: pytest.
     assert calls == [2]  # only at 2 threads, in two parts
     np.testing.assert_allclose(results[1], results[0], rtol=1e-4, atol=1e-4)
     assert_matches(results[1], run_reference(model, {"X": x})[0], np.float32)
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "attrs"),
+    [
+        ((1, 1, 8, 8), (16, 1, 3, 3), {"pads": [1, 1, 1, 1]}),  # the bundled digits model's first conv
+        ((3, 16, 4, 4), (32, 16, 3, 3), {"pads": [1, 1, 1, 1]}),
+        ((2, 3, 9, 7), (5, 3, 3, 2), {"pads": [1, 0, 2, 1], "strides": [2, 1], "dilations": [1, 2]}),
+        ((1, 2, 5, 5, 5), (4, 2, 2, 2, 2), {}),  # 3-D
+    ],
+)
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_small_conv_takes_im2col_small_with_the_numbers_of_the_banded_im2col(
+    x_shape: tuple[int, ...],
+    w_shape: tuple[int, ...],
+    attrs: dict[str, Any],
+    bias: bool,
+    dtype: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(4)
+    x, w, b = (rng.standard_normal(shape).astype(dtype) for shape in (x_shape, w_shape, w_shape[:1]))
+    inputs = [("X", x, False), ("W", w, True), ("B", b if bias else None, True)]
+    taken: list[tuple[int, ...]] = []
+    real = conv_module.im2col_small
+
+    def spy(xp: np.ndarray, *args: Any) -> np.ndarray:
+        taken.append(xp.shape)
+        return real(xp, *args)
+
+    monkeypatch.setattr(conv_module, "im2col_small", spy)
+    monkeypatch.setattr(conv_module, "pays", lambda *args: False)  # not the implicit GEMM
+    small = run_ours(node_model("Conv", inputs, **attrs), {"X": x})[0]
+    assert taken, "the small path was not taken"
+    monkeypatch.setattr(conv_module, "SMALL_COLS", 0)
+    banded = run_ours(node_model("Conv", inputs, **attrs), {"X": x})[0]
+    assert len(taken) == 1 and small.dtype == banded.dtype == dtype and small.shape == banded.shape
+    np.testing.assert_allclose(small, banded, rtol=1e-6 if dtype == np.float32 else 1e-12, atol=1e-6)
+    expected = run_reference(node_model("Conv", inputs, **attrs), {"X": x})[0]
+    assert_matches(small, expected, dtype)

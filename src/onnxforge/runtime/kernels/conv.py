@@ -28,10 +28,12 @@ from onnxforge.runtime.kernels._depthwise import _PARALLEL_MIN_MACS as DEPTHWISE
 from onnxforge.runtime.kernels._depthwise import DepthwiseTaps, padded_image
 from onnxforge.runtime.kernels._im2col import (
     PARALLEL_MIN_MACS,
+    SMALL_COLS,
     SPLIT_CHANNELS_MAX_PIXELS,
     flat_overhead,
     im2col,
     im2col_flat,
+    im2col_small,
     im2col_split_channels,
     scratch,
 )
@@ -125,6 +127,8 @@ def _conv(
         and n * m * cg * prod(k) * prod(out) >= PARALLEL_MIN_MACS
     ):
         y = im2col_split_channels(pad_for_windows(xc, begins, out, k, s, d), unique, out, k, s, d, parts)
+    elif group == 1 and n <= 4 and (cg * prod(k) + 1) * prod(out) <= SMALL_COLS:
+        y = im2col_small(pad_for_windows(xc, begins, out, k, s, d), unique, out, k, s, d)
     else:
         y = im2col(pad_for_windows(xc, begins, out, k, s, d), unique, cg, out, k, s, d)
     if pw.expand is not None:
