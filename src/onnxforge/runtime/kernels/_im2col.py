@@ -101,6 +101,19 @@ def flat_images(
     return FlatImages(flat, grid, offsets, (n - 1) * image + out[0] * steps[0])
 
 
+def windows(
+    xp: np.ndarray, out: tuple[int, ...], k: tuple[int, ...], s: tuple[int, ...], d: tuple[int, ...]
+) -> np.ndarray:
+    """The read-only view ``(N, C, *k, *out)`` of a padded input (N, C, *spatial): element ``[n, c, j.., o..]``
+    is ``xp[n, c, o * s + j * d]``, what kernel position ``j`` meets for output ``o``."""
+    sn, sc, *ss = xp.strides
+    return strided_view(
+        xp,
+        (*xp.shape[:2], *k, *out),
+        (sn, sc, *(st * di for st, di in zip(ss, d)), *(st * si for st, si in zip(ss, s))),
+    )
+
+
 def im2col_flat(
     x: np.ndarray,
     pw: PackedWeight,
@@ -156,17 +169,14 @@ def im2col_small(
     of ~23)."""
     n, c = xp.shape[:2]
     rows, pixels = c * prod(k), prod(out)
-    sn, sc, *ss = xp.strides
-    view = strided_view(
-        xp, (n, c, *k, *out), (sn, sc, *(st * di for st, di in zip(ss, d)), *(st * si for st, si in zip(ss, s)))
-    )
+    view = windows(xp, out, k, s, d)
     cols = scratch("cols", (rows + pw.folded, pixels), pw.dtype)
     if pw.folded:
         cols[rows] = 1
     y = np.empty((n, pw.m, pixels), dtype=pw.dtype)
-    windows = cols[:rows].reshape(c, *k, *out)
+    target = cols[:rows].reshape(c, *k, *out)
     for item in range(n):
-        np.copyto(windows, view[item])
+        np.copyto(target, view[item])
         np.matmul(pw.matrix[0], cols, out=y[item])
     return y.reshape(n, pw.m, *out)
 
@@ -189,12 +199,8 @@ def im2col(
     group, mg = pw.group, pw.m // pw.group
     rows = cg * prod(k)
     inner = prod(out[1:])
-    sn, sc, *ss = xp.strides
-    view = strided_view(
-        xp,
-        (n, group, cg, *k, *out),
-        (sn, sc * cg, sc, *(st * di for st, di in zip(ss, d)), *(st * si for st, si in zip(ss, s))),
-    )
+    view = windows(xp, out, k, s, d)
+    view = view.reshape(n, group, cg, *view.shape[2:])  # splitting the channel axis is always a view
     band = max(1, min(out[0], COLS_BYTES // max(1, group * rows * inner * xp.itemsize)))
     parts = workers() if pw.m * rows * prod(out) * n >= PARALLEL_MIN_MACS else 1
     bands_per_image = -(-out[0] // band)
@@ -238,12 +244,7 @@ def im2col_split_channels(
     n, c = xp.shape[:2]
     taps = prod(k)
     rows, pixels = c * taps, prod(out)
-    sn, sc, *ss = xp.strides
-    view = strided_view(
-        xp,
-        (n, c, *k, *out),
-        (sn, sc, *(st * di for st, di in zip(ss, d)), *(st * si for st, si in zip(ss, s))),
-    )
+    view = windows(xp, out, k, s, d)
     weight = pw.matrix[0]
     cuts = split(c, parts)
     y = np.empty((n, pw.m, pixels), dtype=pw.dtype)
