@@ -32,10 +32,12 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/lint-imports --config pyproject.toml
 	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff format --check src tests examples
 	$(BIN)/python -m pytest -n 2 tests
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff format --check src tests examples
 	$(BIN)/lint-imports --config pyproject.toml
 
 bench: $(VENV)/.installed-dev

@@ -133,7 +133,13 @@ def test_compare_by_op_lines_up_both_engines() -> None:
     from onnxforge.bench.profile import NodeRow, OpRow, ProfileReport, compare_by_op
 
     ours = ProfileReport("m", "onnxforge", 3, [OpRow("Conv", 4.0, 2, 0.8), OpRow("Relu", 1.0, 2, 0.2)], [])
-    theirs = ProfileReport("m", "ort", 3, [OpRow("FusedConv", 1.0, 2, 0.5), OpRow("Conv", 2.0, 1, 0.5)], [NodeRow("a", "Conv", 2.0, 1, 0.5)])
+    theirs = ProfileReport(
+        "m",
+        "ort",
+        3,
+        [OpRow("FusedConv", 1.0, 2, 0.5), OpRow("Conv", 2.0, 1, 0.5)],
+        [NodeRow("a", "Conv", 2.0, 1, 0.5)],
+    )
     rows = compare_by_op(ours, theirs)
     assert [r.op_type for r in rows] == ["Conv", "FusedConv", "Relu"]
     conv, fused, relu = rows

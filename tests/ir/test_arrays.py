@@ -10,7 +10,9 @@ from onnxforge.ir.arrays import tensor_array
 
 
 def _proto_tensor(array: np.ndarray, raw: bool) -> ir.TensorProtocol:
-    proto = onnx.helper.make_tensor("t", onnx.helper.np_dtype_to_tensor_dtype(array.dtype), array.shape, array.ravel().tolist())
+    proto = onnx.helper.make_tensor(
+        "t", onnx.helper.np_dtype_to_tensor_dtype(array.dtype), array.shape, array.ravel().tolist()
+    )
     if raw:
         proto = onnx.numpy_helper.from_array(array, "t")
     return ir.serde.TensorProtoTensor(proto)

@@ -26,12 +26,18 @@ def test_sorted_and_unsorted_chains() -> None:
 
 def test_a_subgraph_reading_a_later_outer_value_is_unsorted() -> None:
     branch = helper.make_graph(
-        [helper.make_node("Identity", ["late"], ["out"])], "b", [], [helper.make_tensor_value_info("out", TensorProto.FLOAT, [2])]
+        [helper.make_node("Identity", ["late"], ["out"])],
+        "b",
+        [],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [2])],
     )
     nodes = [
         helper.make_node("If", ["cond"], ["y"], then_branch=branch, else_branch=branch),
         helper.make_node("Relu", ["x"], ["late"]),
     ]
-    inputs = [helper.make_tensor_value_info("cond", TensorProto.BOOL, []), helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])]
+    inputs = [
+        helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+        helper.make_tensor_value_info("x", TensorProto.FLOAT, [2]),
+    ]
     graph = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
     assert not is_sorted(ir.serde.deserialize_graph(graph))

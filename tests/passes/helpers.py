@@ -70,14 +70,22 @@ def ops(model: ir.Model | onnx.ModelProto) -> Counter[str]:
     return Counter(node.op_type for node in ir.traversal.RecursiveGraphIterator(model.graph))
 
 
-def assert_same_outputs(before: onnx.ModelProto, after: ir.Model | onnx.ModelProto, feeds: dict[str, np.ndarray], rtol: float = 1e-5, atol: float = 1e-5) -> None:
+def assert_same_outputs(
+    before: onnx.ModelProto,
+    after: ir.Model | onnx.ModelProto,
+    feeds: dict[str, np.ndarray],
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+) -> None:
     expected = run(before, feeds)
     got = run(after, feeds)
     assert len(expected) == len(got)
     for want, have in zip(expected, got):
         assert np.asarray(have).shape == np.asarray(want).shape
         assert np.asarray(have).dtype == np.asarray(want).dtype
-        np.testing.assert_allclose(np.asarray(have, dtype=np.float64), np.asarray(want, dtype=np.float64), rtol=rtol, atol=atol)
+        np.testing.assert_allclose(
+            np.asarray(have, dtype=np.float64), np.asarray(want, dtype=np.float64), rtol=rtol, atol=atol
+        )
 
 
 def rand(*shape: int, seed: int = 0) -> np.ndarray:

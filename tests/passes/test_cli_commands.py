@@ -37,7 +37,15 @@ def test_simplify_prints_the_table_and_writes_the_model(app: typer.Typer, tmp_pa
         env={"COLUMNS": "160"},
     )
     assert result.exit_code == 0, result.output
-    for text in ("Original Model", "Simplified Model", "BatchNormalization", "Nodes", "Initializers", "Model Size", "verified"):
+    for text in (
+        "Original Model",
+        "Simplified Model",
+        "BatchNormalization",
+        "Nodes",
+        "Initializers",
+        "Model Size",
+        "verified",
+    ):
         assert text in result.output
     assert ops(onnx.load(str(tmp_path / "out.onnx"))) == {"Conv": 1, "Relu": 1, "Reshape": 1}
     assert hashlib.sha256(source.read_bytes()).hexdigest() == digest

@@ -94,8 +94,17 @@ def _weight_model(reader: str) -> object:
     fill = helper.make_node("ConstantOfShape", ["shape"], ["w"], value=helper.make_tensor("v", F, [1], [0.5]))
     if reader == "Add":
         node = helper.make_node("Add", ["x", "w"], ["y"])
-        return make_model([fill, node], [tensor_info("x", F, [None, 3])], [tensor_info("y", F, [None, 3])], [init("shape", np.array([3], np.int64))])
-    nodes = [fill, helper.make_node("ReduceSum", ["w"], ["limit"], keepdims=0), helper.make_node("Range", ["zero", "limit", "one"], ["y"])]
+        return make_model(
+            [fill, node],
+            [tensor_info("x", F, [None, 3])],
+            [tensor_info("y", F, [None, 3])],
+            [init("shape", np.array([3], np.int64))],
+        )
+    nodes = [
+        fill,
+        helper.make_node("ReduceSum", ["w"], ["limit"], keepdims=0),
+        helper.make_node("Range", ["zero", "limit", "one"], ["y"]),
+    ]
     inits = [init("shape", np.array([3], np.int64)), init("zero", np.float32(0)), init("one", np.float32(1))]
     return make_model(nodes, [], [tensor_info("y", F, [None])], inits)
 

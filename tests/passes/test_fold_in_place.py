@@ -93,7 +93,9 @@ def _fused_both_ways(
 
 def _assert_same_graph(edited: ir.Model, rebuilt: ir.Model) -> None:
     assert ir.serde.serialize_model(edited) == ir.serde.serialize_model(rebuilt)
-    assert [(n.name, n.meta.get(ABSORBED)) for n in edited.graph] == [(n.name, n.meta.get(ABSORBED)) for n in rebuilt.graph]
+    assert [(n.name, n.meta.get(ABSORBED)) for n in edited.graph] == [
+        (n.name, n.meta.get(ABSORBED)) for n in rebuilt.graph
+    ]
 
 
 @pytest.mark.parametrize("with_bias", [True, False])
@@ -128,7 +130,11 @@ def test_a_bn_that_lists_running_statistics_outputs_is_not_folded() -> None:
     bn = model.graph.node[0]
     bn.output.extend(["running_mean", "running_var", "saved_mean", "saved_var"])
     model = make_model(
-        list(model.graph.node), list(model.graph.input), list(model.graph.output), list(model.graph.initializer), opset=9
+        list(model.graph.node),
+        list(model.graph.input),
+        list(model.graph.output),
+        list(model.graph.initializer),
+        opset=9,
     )
     folded, modified = apply(model, FuseBatchNormAffinePass())
     assert not modified
@@ -158,11 +164,15 @@ def _conv_chain(steps: list[str], with_bn: bool) -> onnx.ModelProto:
 
 @pytest.mark.parametrize("steps", [["Mul", "Div", "Add"], ["Add", "Mul", "Sub", "Mul"], ["Div", "Mul"], ["Sub"]])
 @pytest.mark.parametrize("with_bn", [True, False])
-def test_conv_affine_chain_equals_one_fold_per_visit(steps: list[str], with_bn: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_conv_affine_chain_equals_one_fold_per_visit(
+    steps: list[str], with_bn: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The first Mul/Div copies a weight of the model (or rescales the BN fold's copy in place); each step's
     rounding and initializer names are those of separate folds."""
     model = _conv_chain(steps, with_bn)
-    passes: list[type[ir.passes.PassBase]] = [FuseConvBatchNormPass, FuseConvAffinePass] if with_bn else [FuseConvAffinePass]
+    passes: list[type[ir.passes.PassBase]] = (
+        [FuseConvBatchNormPass, FuseConvAffinePass] if with_bn else [FuseConvAffinePass]
+    )
     edited, rebuilt = _fused_both_ways(model, passes, monkeypatch)
     _assert_same_graph(edited, rebuilt)
     conv = next(node for node in edited.graph if node.op_type == "Conv")
@@ -181,7 +191,10 @@ def test_bn_affine_chain_equals_one_fold_per_visit(steps: list[str], monkeypatch
         nodes.append(helper.make_node(op, [value, f"k{index}"], [f"s{index}"], name=f"n{index}"))
         value = f"s{index}"
     model = make_model(
-        nodes, [tensor_info("x", F, [2, 5, 4, 4])], [tensor_info(value, F, [2, 5, 4, 4])], [*_bn_inits("bn_", 5), *constants]
+        nodes,
+        [tensor_info("x", F, [2, 5, 4, 4])],
+        [tensor_info(value, F, [2, 5, 4, 4])],
+        [*_bn_inits("bn_", 5), *constants],
     )
     edited, rebuilt = _fused_both_ways(model, [FuseBatchNormAffinePass], monkeypatch)
     _assert_same_graph(edited, rebuilt)
@@ -202,7 +215,9 @@ def test_a_chain_takes_no_node_the_pass_would_visit_before(monkeypatch: pytest.M
 
 
 @pytest.mark.parametrize("output", ["s0", "s1"])
-def test_a_chain_ending_or_passing_at_a_graph_output_equals_one_fold_per_visit(output: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_chain_ending_or_passing_at_a_graph_output_equals_one_fold_per_visit(
+    output: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The last node's output is a graph output (it keeps ``install``'s naming), or an intermediate one is
     (the chain stops there: the graph still reads it)."""
     model = _conv_chain(["Mul", "Add"], with_bn=True)

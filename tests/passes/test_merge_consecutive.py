@@ -13,7 +13,14 @@ from .helpers import F, apply, assert_same_outputs, cleaned, init, make_model, o
 I64 = np.int64
 
 
-def _pair(first: object, second: object, inits: list[object], out_shape: list[int], opset: int = 17, in_shape: list[int] | None = None) -> object:
+def _pair(
+    first: object,
+    second: object,
+    inits: list[object],
+    out_shape: list[int],
+    opset: int = 17,
+    in_shape: list[int] | None = None,
+) -> object:
     return make_model(
         [first, second, helper.make_node("Neg", ["b"], ["y"])],  # type: ignore[list-item]
         [tensor_info("x", F, in_shape or [2, 3, 4])],

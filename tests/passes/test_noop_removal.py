@@ -13,7 +13,9 @@ from .helpers import F, apply, assert_same_outputs, init, make_model, ops, rand,
 I64 = np.int64
 
 
-def _one_node_model(op: str, extra_inputs: list[str], inits: list[object], out_shape: list[int], **attrs: object) -> object:
+def _one_node_model(
+    op: str, extra_inputs: list[str], inits: list[object], out_shape: list[int], **attrs: object
+) -> object:
     nodes = [helper.make_node(op, ["x", *extra_inputs], ["t"], **attrs), helper.make_node("Relu", ["t"], ["y"])]
     return make_model(nodes, [tensor_info("x", F, [2, 3, 4])], [tensor_info("y", F, out_shape)], inits)  # type: ignore[arg-type]
 
@@ -25,7 +27,12 @@ NOOPS = {
     "reshape_same": ("Reshape", ["s"], [init("s", np.array([0, 3, -1], dtype=I64))], {}),
     "transpose_identity": ("Transpose", [], [], {"perm": [0, 1, 2]}),
     "pad_zero": ("Pad", ["p"], [init("p", np.zeros(6, dtype=I64))], {}),
-    "slice_full": ("Slice", ["st", "en"], [init("st", np.array([0, 0], dtype=I64)), init("en", np.array([2**62, 3], dtype=I64))], {}),
+    "slice_full": (
+        "Slice",
+        ["st", "en"],
+        [init("st", np.array([0, 0], dtype=I64)), init("en", np.array([2**62, 3], dtype=I64))],
+        {},
+    ),
     "expand_ones": ("Expand", ["s"], [init("s", np.array([1, 1], dtype=I64))], {}),
     "add_zero": ("Add", ["z"], [init("z", np.zeros((3, 1), dtype=np.float32))], {}),
     "sub_zero": ("Sub", ["z"], [init("z", np.zeros((), dtype=np.float32))], {}),
@@ -57,7 +64,12 @@ NOT_NOOPS = {
     "add_zero_broadcast_grows": ("Add", ["z"], [init("z", np.zeros((5, 1, 1, 1), dtype=np.float32))], [5, 2, 3, 4]),
     "mul_two": ("Mul", ["o"], [init("o", np.full(4, 2.0, dtype=np.float32))], [2, 3, 4]),
     "transpose_swap": ("Transpose", [], [], [3, 2, 4]),
-    "slice_partial": ("Slice", ["st", "en"], [init("st", np.array([0], dtype=I64)), init("en", np.array([1], dtype=I64))], [1, 3, 4]),
+    "slice_partial": (
+        "Slice",
+        ["st", "en"],
+        [init("st", np.array([0], dtype=I64)), init("en", np.array([1], dtype=I64))],
+        [1, 3, 4],
+    ),
     "expand_grows": ("Expand", ["s"], [init("s", np.array([2, 2, 3, 4], dtype=I64))], [2, 2, 3, 4]),
 }
 

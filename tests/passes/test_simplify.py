@@ -113,7 +113,10 @@ def test_a_pass_that_raises_is_skipped_from_a_fresh_copy() -> None:
 
 def test_unverifiable_model_is_returned_unchanged() -> None:
     model = make_model(
-        [helper.make_node("Add", ["c", "c"], ["d"]), helper.make_node("Frobnicate", ["x", "d"], ["y"], domain="custom.ops")],
+        [
+            helper.make_node("Add", ["c", "c"], ["d"]),
+            helper.make_node("Frobnicate", ["x", "d"], ["y"], domain="custom.ops"),
+        ],
         [tensor_info("x", F, [2])],
         [tensor_info("y", F, [2])],
         [init("c", np.ones(2, dtype=np.float32))],
@@ -187,7 +190,10 @@ def test_external_data_models_round_trip(tmp_path: Path) -> None:
         simplify_file(tmp_path / "big.onnx", tmp_path / "big.onnx.data")
     x = rand(2, 3, 5, 5)
     np.testing.assert_allclose(
-        run(onnx.load(str(tmp_path / "small.onnx")), {"x": x})[0], run(_messy_model(2), {"x": x})[0], rtol=1e-4, atol=1e-4
+        run(onnx.load(str(tmp_path / "small.onnx")), {"x": x})[0],
+        run(_messy_model(2), {"x": x})[0],
+        rtol=1e-4,
+        atol=1e-4,
     )
 
 
@@ -232,7 +238,10 @@ def test_output_elsewhere_does_not_depend_on_the_input_data_file(tmp_path: Path)
     (tmp_path / "in" / "m.onnx.data").unlink()
     x = rand(2, 3, 5, 5)
     np.testing.assert_allclose(
-        run(onnx.load(str(tmp_path / "out" / "m.onnx")), {"x": x})[0], run(_messy_model(2), {"x": x})[0], rtol=1e-5, atol=1e-5
+        run(onnx.load(str(tmp_path / "out" / "m.onnx")), {"x": x})[0],
+        run(_messy_model(2), {"x": x})[0],
+        rtol=1e-5,
+        atol=1e-5,
     )
 
 

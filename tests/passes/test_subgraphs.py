@@ -63,7 +63,9 @@ def test_simplify_inlines_the_branch_and_folds_it() -> None:
 
 def test_branches_of_a_runtime_if_fold_inside() -> None:
     model = _if_model(condition_input=True)
-    simplified, report = simplify(model, check_n=0, inputs=[{"x": rand(2, 3), "cond": np.array(c)} for c in (True, False)])
+    simplified, report = simplify(
+        model, check_n=0, inputs=[{"x": rand(2, 3), "cond": np.array(c)} for c in (True, False)]
+    )
     assert report.verified
     assert ops(simplified) == {"If": 1, "Mul": 2, "Relu": 1}
     for c in (True, False):
@@ -84,14 +86,22 @@ def _loop_model() -> onnx.ModelProto:
             helper.make_node("Add", ["scaled", "d0f"], ["acc_out"]),
         ],
         "body",
-        [tensor_info("i", TensorProto.INT64, []), tensor_info("cond_in", TensorProto.BOOL, []), tensor_info("acc_in", F, [2, 3])],
+        [
+            tensor_info("i", TensorProto.INT64, []),
+            tensor_info("cond_in", TensorProto.BOOL, []),
+            tensor_info("acc_in", F, [2, 3]),
+        ],
         [tensor_info("cond_out", TensorProto.BOOL, []), tensor_info("acc_out", F, [2, 3])],
     )
     return make_model(
         [helper.make_node("Loop", ["trips", "", "x"], ["y"], body=body)],
         [tensor_info("x", F, [2, 3])],
         [tensor_info("y", F, [2, 3])],
-        [init("trips", np.array(3, dtype=np.int64)), init("one", np.float32(1.0)), init("zero", np.array(0, dtype=np.int64))],
+        [
+            init("trips", np.array(3, dtype=np.int64)),
+            init("one", np.float32(1.0)),
+            init("zero", np.array(0, dtype=np.int64)),
+        ],
     )
 
 

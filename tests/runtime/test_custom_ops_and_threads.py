@@ -70,7 +70,9 @@ def test_intra_op_threads_set_the_pool_and_single_thread_blas_during_run_only(th
     options = SessionOptions()
     options.intra_op_num_threads = threads
     SEEN_THREADS.clear()
-    InferenceSession(_custom_model("ObserveBlasThreads"), sess_options=options).run(None, {"x": np.zeros(3, np.float32)})
+    InferenceSession(_custom_model("ObserveBlasThreads"), sess_options=options).run(
+        None, {"x": np.zeros(3, np.float32)}
+    )
     assert SEEN_THREADS == [(1, threads)]
     assert workers() == 1
     assert current_blas_threads() == before

@@ -20,7 +20,9 @@ from onnxforge.runtime.plan_builder import PlanBuilder
 RNG = np.random.default_rng(7)
 
 
-def _model(nodes: list[onnx.NodeProto], inits: dict[str, np.ndarray], outputs: list[str], ir_version: int = 8) -> onnx.ModelProto:
+def _model(
+    nodes: list[onnx.NodeProto], inits: dict[str, np.ndarray], outputs: list[str], ir_version: int = 8
+) -> onnx.ModelProto:
     graph = helper.make_graph(
         nodes,
         "g",
@@ -90,7 +92,10 @@ def test_a_value_read_by_two_nodes_is_not_written_in_place() -> None:
 
 
 def test_graph_inputs_and_constants_are_never_written() -> None:
-    nodes = [helper.make_node("Add", ["x", "k"], ["y"], name="add"), helper.make_node("Relu", ["y"], ["z"], name="relu")]
+    nodes = [
+        helper.make_node("Add", ["x", "k"], ["y"], name="add"),
+        helper.make_node("Relu", ["y"], ["z"], name="relu"),
+    ]
     model = _model(nodes, {"k": np.ones((2, 2), np.float32)}, ["z"])
     x = -np.ones((2, 2), np.float32) * 3
     sess = InferenceSession(model.SerializeToString())
@@ -122,7 +127,10 @@ def test_constant_subgraphs_fold_and_overridable_initializers_fall_back() -> Non
 def test_initializers_listed_as_inputs_below_ir4_are_constants() -> None:
     # Before IR 4 every initializer had to be an input too; onnxruntime treats them as constants (so they
     # fold) and rejects feeding one, and so do we.
-    nodes = [helper.make_node("Add", ["x", "k"], ["s"], name="add"), helper.make_node("Relu", ["s"], ["y"], name="relu")]
+    nodes = [
+        helper.make_node("Add", ["x", "k"], ["s"], name="add"),
+        helper.make_node("Relu", ["s"], ["y"], name="relu"),
+    ]
     model = _model(nodes, {"k": np.ones(2, np.float32)}, ["y"], ir_version=3)
     model.graph.input.append(helper.make_tensor_value_info("k", TensorProto.FLOAT, [2]))
     sess = InferenceSession(model.SerializeToString())
@@ -166,7 +174,9 @@ def test_batched_small_images_take_the_flat_im2col_path() -> None:
     model = _model(nodes, inits, ["y"])
     x = RNG.standard_normal((8, 4, 7, 9)).astype(np.float32)
     want = ReferenceEvaluator(model).run(None, {"x": x})[0]
-    np.testing.assert_allclose(InferenceSession(model.SerializeToString()).run(None, {"x": x})[0], want, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        InferenceSession(model.SerializeToString()).run(None, {"x": x})[0], want, rtol=1e-4, atol=1e-4
+    )
 
 
 def test_conv_mul_add_fold_and_a_one_input_sum_is_not_fresh() -> None:

@@ -122,7 +122,9 @@ def test_errors_and_profiles_name_every_node_of_the_chain() -> None:
 
 @settings(max_examples=40, deadline=None)
 @given(
-    st.lists(st.sampled_from(["Add", "Sub", "Mul", "Div", "rAdd", "rSub", "rMul", "rDiv", "Relu"]), min_size=1, max_size=8),
+    st.lists(
+        st.sampled_from(["Add", "Sub", "Mul", "Div", "rAdd", "rSub", "rMul", "rDiv", "Relu"]), min_size=1, max_size=8
+    ),
     st.sampled_from([(), (1,), (4,), (3, 1), (3, 4), (1, 3, 4), (2, 3, 4)]),
     st.sampled_from([(4,), (3, 4), (2, 3, 4), (5, 2, 3, 4)]),
     st.sampled_from([TensorProto.FLOAT, TensorProto.DOUBLE]),

@@ -32,7 +32,9 @@ def _conv_model(tag: str, weight_as_input: bool) -> onnx.ModelProto:
         helper.make_node("Conv", ["x", w.name, b.name], ["conv"], pads=[1, 1, 1, 1]),
         helper.make_node("Mul", ["conv", "c"], ["scaled"]),
         helper.make_node("Relu", ["scaled"], ["y"]),
-        helper.make_node("Constant", [], ["label"], value=helper.make_tensor("s", TensorProto.STRING, [2], [b"a", b"bc"])),
+        helper.make_node(
+            "Constant", [], ["label"], value=helper.make_tensor("s", TensorProto.STRING, [2], [b"a", b"bc"])
+        ),
         helper.make_node("Identity", ["label"], ["z"]),
     ]
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 8, 8])]
@@ -71,7 +73,9 @@ def _ort(path: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("weight_as_input", [False, True])
 @pytest.mark.parametrize("level", _LEVELS)
-def test_session_lets_the_parsed_protobuf_go(tmp_path: Path, level: GraphOptimizationLevel, weight_as_input: bool) -> None:
+def test_session_lets_the_parsed_protobuf_go(
+    tmp_path: Path, level: GraphOptimizationLevel, weight_as_input: bool
+) -> None:
     tag = uuid.uuid4().hex
     path = _saved(_conv_model(tag, weight_as_input), tmp_path)
     assert _protobuf_holders(f"W_{tag}") == []

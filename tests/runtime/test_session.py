@@ -136,7 +136,10 @@ def test_nested_list_input_is_converted_with_declared_dtype(affine_model: onnx.M
     [
         ({}, r"Required inputs \(\['x'\]\) are missing"),
         ({"x": np.zeros((1, 3), np.float32), "z": np.zeros(1)}, "Invalid input name: z"),
-        ({"x": np.zeros((1, 3), np.float64)}, r"input 'x'.*Actual: \(tensor\(float64\)\) , expected: \(tensor\(float\)\)"),
+        (
+            {"x": np.zeros((1, 3), np.float64)},
+            r"input 'x'.*Actual: \(tensor\(float64\)\) , expected: \(tensor\(float\)\)",
+        ),
         ({"x": np.zeros((1, 3, 1), np.float32)}, "Invalid rank for input: x Got: 3 Expected: 2"),
         ({"x": np.zeros((1, 4), np.float32)}, r"(?s)invalid dimensions for input: x.*index: 1 Got: 4 Expected: 3"),
     ],
@@ -268,11 +271,17 @@ def test_many_threads_share_one_session_bit_identically() -> None:
 
 def _if_model() -> onnx.ModelProto:
     branch = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["r"], name="inner_relu")], "branch", [], [helper.make_tensor_value_info("r", TensorProto.FLOAT, [2])]
+        [helper.make_node("Relu", ["x"], ["r"], name="inner_relu")],
+        "branch",
+        [],
+        [helper.make_tensor_value_info("r", TensorProto.FLOAT, [2])],
     )
     return make_model(
         [helper.make_node("If", ["c"], ["y"], name="outer_if", then_branch=branch, else_branch=branch)],
-        [helper.make_tensor_value_info("c", TensorProto.BOOL, []), helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [
+            helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, [2]),
+        ],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
     )
 
@@ -335,7 +344,9 @@ def test_output_that_is_a_weight_is_writable() -> None:
 def test_input_without_an_element_type_is_invalid_graph() -> None:
     untyped = helper.make_tensor_value_info("x", TensorProto.UNDEFINED, [1])
     model = make_model(
-        [helper.make_node("Relu", ["x"], ["y"])], [untyped], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])]
+        [helper.make_node("Relu", ["x"], ["y"])],
+        [untyped],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
     )
     with pytest.raises(InvalidGraph, match="(?i)type"):
         InferenceSession(model)

@@ -40,7 +40,11 @@ def _model_test_names() -> set[str]:
     import onnx
 
     data = Path(onnx.__file__).parent / "backend" / "test" / "data"
-    return {case.name for kind in ("simple", "real", "pytorch-converted", "pytorch-operator") for case in (data / kind).iterdir()}
+    return {
+        case.name
+        for kind in ("simple", "real", "pytorch-converted", "pytorch-operator")
+        for case in (data / kind).iterdir()
+    }
 
 
 def test_every_known_failure_has_a_reason_and_exists() -> None:

@@ -92,9 +92,7 @@ class Harness:
         for row in rows:
             self._status(f"{case.name} @ {row.threads} thread(s)")
             runners = {
-                e: measure.runner(sessions[e, row.threads], case.feeds)
-                for e in engines
-                if (e, row.threads) in sessions
+                e: measure.runner(sessions[e, row.threads], case.feeds) for e in engines if (e, row.threads) in sessions
             }
             try:
                 samples = measure.alternating_blocks(

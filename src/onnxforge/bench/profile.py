@@ -206,10 +206,18 @@ def render_comparison(ours: ProfileReport, theirs: ProfileReport) -> Table:
         table.add_column(header, justify="left" if header == "op type" else "right")
     for row in compare_by_op(ours, theirs):
         ratio = "—" if row.ratio is None else f"{row.ratio:.2f}×"
-        table.add_row(row.op_type, ms(row.onnxforge_ms), str(row.onnxforge_count), ms(row.ort_ms), str(row.ort_count), ratio)
+        table.add_row(
+            row.op_type, ms(row.onnxforge_ms), str(row.onnxforge_count), ms(row.ort_ms), str(row.ort_count), ratio
+        )
     total = ours.total_ms / theirs.total_ms if theirs.total_ms else None
     table.add_row(
-        "total", f"{ours.total_ms:.3f}", "", f"{theirs.total_ms:.3f}", "", "—" if total is None else f"{total:.2f}×", style="bold"
+        "total",
+        f"{ours.total_ms:.3f}",
+        "",
+        f"{theirs.total_ms:.3f}",
+        "",
+        "—" if total is None else f"{total:.2f}×",
+        style="bold",
     )
     return table
 

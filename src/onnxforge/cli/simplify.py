@@ -68,7 +68,9 @@ def simplify_command(
     overwrite_input_shape: Annotated[
         list[str], typer.Option("--overwrite-input-shape", help="Pin an input's shape: NAME:1,3,224,224 (repeatable).")
     ] = [],  # noqa: B006 - typer reads the default; it is never mutated
-    skip: Annotated[list[str], typer.Option("--skip", help=f"A pass not to run (repeatable): {', '.join(PASS_NAMES)}.")] = [],  # noqa: B006
+    skip: Annotated[
+        list[str], typer.Option("--skip", help=f"A pass not to run (repeatable): {', '.join(PASS_NAMES)}.")
+    ] = [],  # noqa: B006
     no_fold_larger_than: Annotated[
         str | None, typer.Option("--no-fold-larger-than", help="Do not fold tensors larger than SIZE (e.g. 10MB).")
     ] = None,

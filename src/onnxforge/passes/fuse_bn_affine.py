@@ -72,7 +72,9 @@ class FuseBatchNormAffinePass(ir.passes.InPlacePass):
         base = bn.inputs[1].name if bn.inputs[1] is not None and bn.inputs[1].name else "bn"
         chain = [node]
         while True:  # each step as its own fold would: from the parameters the last one stored
-            new_scale, new_bias = apply_affine(node.op_type, scale.astype(np.float64), bias.astype(np.float64), c.astype(np.float64))
+            new_scale, new_bias = apply_affine(
+                node.op_type, scale.astype(np.float64), bias.astype(np.float64), c.astype(np.float64)
+            )
             scale, bias = new_scale.astype(scale.dtype), new_bias.astype(bias.dtype)
             scale_name, bias_name = names.fresh(f"{base}_fused"), names.fresh(f"{base}_fused_bias")
             base = scale_name
@@ -86,7 +88,9 @@ class FuseBatchNormAffinePass(ir.passes.InPlacePass):
         return fold_into(bn, [bn.inputs[0], s, b, bn.inputs[3], bn.inputs[4]], absorbs=chain)
 
 
-def _next_in_chain(bn: ir.Node, chain: list[ir.Node], channels: int, order: SnapshotOrder) -> tuple[ir.Node, np.ndarray] | None:
+def _next_in_chain(
+    bn: ir.Node, chain: list[ir.Node], channels: int, order: SnapshotOrder
+) -> tuple[ir.Node, np.ndarray] | None:
     """The node after ``chain`` that a fold one node per visit would also take into ``bn`` (the only reader
     of the chain's output, visited after it, with a per-channel constant), with its vector; None when there
     is none or the chain could not be edited in place with it."""

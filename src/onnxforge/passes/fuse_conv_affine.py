@@ -101,7 +101,9 @@ class FuseConvAffinePass(ir.passes.InPlacePass):
         return ir.passes.PassResult(model, modified=fused > 0)
 
 
-def _chain(conv: ir.Node, node: ir.Node, c: np.ndarray, weight: np.ndarray, order: SnapshotOrder) -> list[tuple[ir.Node, np.ndarray]]:
+def _chain(
+    conv: ir.Node, node: ir.Node, c: np.ndarray, weight: np.ndarray, order: SnapshotOrder
+) -> list[tuple[ir.Node, np.ndarray]]:
     """``node`` with its vector ``c``, then each next node (the only reader of the one before, visited after it)
     that a fold one node per visit would also take into ``conv``, while the chain can be edited in place."""
     chain = [(node, c)]
@@ -119,7 +121,9 @@ def _chain(conv: ir.Node, node: ir.Node, c: np.ndarray, weight: np.ndarray, orde
         chain.append((reader, vector))
 
 
-def _fold_chain(conv: ir.Node, weight: np.ndarray, bias: np.ndarray, chain: list[tuple[ir.Node, np.ndarray]], names: Names) -> bool:
+def _fold_chain(
+    conv: ir.Node, weight: np.ndarray, bias: np.ndarray, chain: list[tuple[ir.Node, np.ndarray]], names: Names
+) -> bool:
     """Fold ``chain`` into ``conv`` (weight ``weight``, bias ``bias``), step by step as separate folds would.
 
     Add and Sub leave the weight as it is: the Conv keeps reading the same initializer. So does a weight an

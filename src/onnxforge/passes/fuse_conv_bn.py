@@ -75,7 +75,11 @@ def fused_names(base: str, scales: bool, names: Names) -> tuple[str | None, str]
 
 
 def replace_conv(
-    conv: ir.Node, weight: np.ndarray | None, bias: np.ndarray, absorbs: Sequence[ir.Node], names: tuple[str | None, str]
+    conv: ir.Node,
+    weight: np.ndarray | None,
+    bias: np.ndarray,
+    absorbs: Sequence[ir.Node],
+    names: tuple[str | None, str],
 ) -> bool:
     """``conv`` with new constant weight (None: the same) and bias (named ``names``, see ``fused_names``),
     absorbing the chain ``absorbs`` that reads its output and taking over its place and output (``fold_into``)."""

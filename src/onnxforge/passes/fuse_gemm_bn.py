@@ -79,7 +79,14 @@ class FuseGemmBatchNormPass(ir.passes.InPlacePass):
         base = gemm.inputs[1].name or "gemm"
         b_value = make_initializer(graph, new_b, names, f"{base}_fused")
         c_value = make_initializer(graph, new_c.astype(b.dtype), names, f"{base}_fused_bias")
-        if not rebuild(gemm, [gemm.inputs[0], b_value, c_value], before=bn, replaces=bn.outputs[0], attributes={"beta": 1.0}, absorbs=[bn]):
+        if not rebuild(
+            gemm,
+            [gemm.inputs[0], b_value, c_value],
+            before=bn,
+            replaces=bn.outputs[0],
+            attributes={"beta": 1.0},
+            absorbs=[bn],
+        ):
             return False
         remove_if_dead(bn)
         remove_if_dead(gemm)

@@ -94,7 +94,9 @@ class FusePadIntoConvPoolPass(ir.passes.InPlacePass):
             ends = [own[spatial + i] + pads[r + 2 + i] for i in range(spatial)]
             overrides["pads"] = begins + ends
             inputs = [pad.inputs[0], *consumer.inputs[1:]]
-            if rebuild(consumer, inputs, before=consumer, replaces=consumer.outputs[0], attributes=overrides, absorbs=[pad]):
+            if rebuild(
+                consumer, inputs, before=consumer, replaces=consumer.outputs[0], attributes=overrides, absorbs=[pad]
+            ):
                 remove_if_dead(consumer)
                 remove_if_dead(pad)
                 fused += 1

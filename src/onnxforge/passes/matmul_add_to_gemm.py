@@ -25,7 +25,10 @@ def _broadcasts_into(c: ir.Value, out: ir.Value) -> bool:
     if c.shape is None or out.shape is None or len(out.shape) != 2 or len(c.shape) > 2:
         return False
     aligned = list(out.shape)[2 - len(c.shape) :]
-    return all(cd == 1 or (isinstance(cd, int) and cd == od) or (not isinstance(cd, int) and cd == od and cd.value) for cd, od in zip(c.shape, aligned))
+    return all(
+        cd == 1 or (isinstance(cd, int) and cd == od) or (not isinstance(cd, int) and cd == od and cd.value)
+        for cd, od in zip(c.shape, aligned)
+    )
 
 
 class MatMulAddToGemmPass(ir.passes.InPlacePass):

@@ -37,10 +37,26 @@ from onnxforge.passes._util import (
 _D = ir.DataType
 # Types each type converts into exactly (every value representable): the first cast of a pair must be one.
 _WIDENS_TO: dict[ir.DataType, frozenset[ir.DataType]] = {
-    _D.BOOL: frozenset({_D.INT8, _D.UINT8, _D.INT16, _D.UINT16, _D.INT32, _D.UINT32, _D.INT64, _D.UINT64,
-                        _D.FLOAT16, _D.BFLOAT16, _D.FLOAT, _D.DOUBLE}),
+    _D.BOOL: frozenset(
+        {
+            _D.INT8,
+            _D.UINT8,
+            _D.INT16,
+            _D.UINT16,
+            _D.INT32,
+            _D.UINT32,
+            _D.INT64,
+            _D.UINT64,
+            _D.FLOAT16,
+            _D.BFLOAT16,
+            _D.FLOAT,
+            _D.DOUBLE,
+        }
+    ),
     _D.INT8: frozenset({_D.INT16, _D.INT32, _D.INT64, _D.FLOAT16, _D.BFLOAT16, _D.FLOAT, _D.DOUBLE}),
-    _D.UINT8: frozenset({_D.INT16, _D.UINT16, _D.INT32, _D.UINT32, _D.INT64, _D.UINT64, _D.FLOAT16, _D.FLOAT, _D.DOUBLE}),
+    _D.UINT8: frozenset(
+        {_D.INT16, _D.UINT16, _D.INT32, _D.UINT32, _D.INT64, _D.UINT64, _D.FLOAT16, _D.FLOAT, _D.DOUBLE}
+    ),
     _D.INT16: frozenset({_D.INT32, _D.INT64, _D.FLOAT, _D.DOUBLE}),
     _D.UINT16: frozenset({_D.INT32, _D.UINT32, _D.INT64, _D.UINT64, _D.FLOAT, _D.DOUBLE}),
     _D.INT32: frozenset({_D.INT64, _D.DOUBLE}),
@@ -109,7 +125,9 @@ class MergeConsecutivePass(ir.passes.InPlacePass):
         remove_if_dead(node)
         return True
 
-    def _replace(self, node: ir.Node, op_type: str, inputs: list[ir.Value | None], attributes: dict[str, object]) -> bool:
+    def _replace(
+        self, node: ir.Node, op_type: str, inputs: list[ir.Value | None], attributes: dict[str, object]
+    ) -> bool:
         merged = ir.node(op_type, inputs, attributes=attributes, name=node.name)
         if not install(merged, before=node, replaces=node.outputs[0]):
             return False
@@ -164,7 +182,9 @@ class MergeConsecutivePass(ir.passes.InPlacePass):
             return self._rewire(node, x)
         if self._opset >= 13:
             assert node.graph is not None
-            axes_value = make_initializer(node.graph, np.array(axes, dtype=np.int64), self._names, f"{op_type.lower()}_axes")
+            axes_value = make_initializer(
+                node.graph, np.array(axes, dtype=np.int64), self._names, f"{op_type.lower()}_axes"
+            )
             return self._replace(node, op_type, [x, axes_value], {})
         return self._replace(node, op_type, [x], {"axes": axes})
 

@@ -111,7 +111,11 @@ class RemoveNoOpsPass(ir.passes.InPlacePass):
                 return x
             return None
         if op in ("Squeeze", "Unsqueeze"):
-            axes = const_ints(node.inputs[1]) if len(node.inputs) > 1 and node.inputs[1] is not None else attr(node, "axes")
+            axes = (
+                const_ints(node.inputs[1])
+                if len(node.inputs) > 1 and node.inputs[1] is not None
+                else attr(node, "axes")
+            )
             # Squeeze without axes drops every 1-dim, which is only a no-op on a shape with none.
             if op == "Squeeze" and axes is None:
                 dims = static_dims(x)
@@ -138,7 +142,12 @@ class RemoveNoOpsPass(ir.passes.InPlacePass):
         candidates = [(a, b)] + ([(b, a)] if node.op_type in ("Add", "Mul") else [])
         for x, c in candidates:
             constant = const_array(c)
-            if constant is None or constant.dtype.kind not in "biuf" or x.dtype is None or x.dtype != node.outputs[0].dtype:
+            if (
+                constant is None
+                or constant.dtype.kind not in "biuf"
+                or x.dtype is None
+                or x.dtype != node.outputs[0].dtype
+            ):
                 continue
             if not self._is_neutral(constant, neutral):
                 continue

@@ -47,13 +47,19 @@ class OverwriteInputShapesPass(ir.passes.InPlacePass):
         for name, dims in self.shapes.items():
             if name is None:
                 if len(inputs) != 1:
-                    raise InvalidArgument(f"an input shape without a name needs a model with one input; it has {sorted(inputs)}")
+                    raise InvalidArgument(
+                        f"an input shape without a name needs a model with one input; it has {sorted(inputs)}"
+                    )
                 name = next(iter(inputs))
             value = inputs.get(name)
             if value is None:
-                raise InvalidArgument(f"overwrite_input_shapes: '{name}' is not a graph input; inputs are {sorted(inputs)}")
+                raise InvalidArgument(
+                    f"overwrite_input_shapes: '{name}' is not a graph input; inputs are {sorted(inputs)}"
+                )
             if value.shape is not None and len(value.shape) != len(dims):
-                raise InvalidArgument(f"overwrite_input_shapes: '{name}' has rank {len(value.shape)}, got {len(dims)} dims")
+                raise InvalidArgument(
+                    f"overwrite_input_shapes: '{name}' has rank {len(value.shape)}, got {len(dims)} dims"
+                )
             new_shape = ir.Shape([ir.SymbolicDim(d) if not isinstance(d, int) else d for d in dims])
             if value.shape != new_shape:
                 value.shape = new_shape

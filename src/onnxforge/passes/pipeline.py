@@ -96,7 +96,13 @@ def _ops(*names: str) -> frozenset[str]:
 
 
 PASSES: tuple[PassSpec, ...] = (
-    PassSpec("topological_sort", "pre", BASIC, lambda o: TopologicalSortPass(), worth_running=lambda m: not _gates.is_sorted(m)),
+    PassSpec(
+        "topological_sort",
+        "pre",
+        BASIC,
+        lambda o: TopologicalSortPass(),
+        worth_running=lambda m: not _gates.is_sorted(m),
+    ),
     PassSpec("inline_functions", "pre", BASIC, lambda o: InlinePass(), worth_running=lambda m: bool(m.functions)),
     PassSpec(
         "initializers_as_constants",
@@ -117,16 +123,49 @@ PASSES: tuple[PassSpec, ...] = (
         lambda o: MergeConsecutivePass(),
         needs=(_ops("Transpose", "Reshape", "Squeeze", "Unsqueeze", "Slice", "Cast"),),
     ),
-    PassSpec("fuse_pad", "loop", EXTENDED, lambda o: FusePadIntoConvPoolPass(), needs=(_ops("Pad"),), keeps_shapes=True),
     PassSpec(
-        "fuse_conv_bn", "loop", EXTENDED, lambda o: FuseConvBatchNormPass(), needs=(_ops("BatchNormalization"), _ops("Conv")), keeps_shapes=True),
-    PassSpec("fuse_conv_affine", "loop", EXTENDED, lambda o: FuseConvAffinePass(), needs=(_ARITHMETIC, _ops("Conv")), keeps_shapes=True),
+        "fuse_pad", "loop", EXTENDED, lambda o: FusePadIntoConvPoolPass(), needs=(_ops("Pad"),), keeps_shapes=True
+    ),
     PassSpec(
-        "fuse_bn_affine", "loop", EXTENDED, lambda o: FuseBatchNormAffinePass(), needs=(_ARITHMETIC, _ops("BatchNormalization")), keeps_shapes=True),
+        "fuse_conv_bn",
+        "loop",
+        EXTENDED,
+        lambda o: FuseConvBatchNormPass(),
+        needs=(_ops("BatchNormalization"), _ops("Conv")),
+        keeps_shapes=True,
+    ),
     PassSpec(
-        "fuse_gemm_bn", "loop", EXTENDED, lambda o: FuseGemmBatchNormPass(), needs=(_ops("Gemm"), _ops("BatchNormalization")), keeps_shapes=True),
+        "fuse_conv_affine",
+        "loop",
+        EXTENDED,
+        lambda o: FuseConvAffinePass(),
+        needs=(_ARITHMETIC, _ops("Conv")),
+        keeps_shapes=True,
+    ),
     PassSpec(
-        "matmul_add_to_gemm", "loop", EXTENDED, lambda o: MatMulAddToGemmPass(), needs=(_ops("MatMul"), _ops("Add")), keeps_shapes=True),
+        "fuse_bn_affine",
+        "loop",
+        EXTENDED,
+        lambda o: FuseBatchNormAffinePass(),
+        needs=(_ARITHMETIC, _ops("BatchNormalization")),
+        keeps_shapes=True,
+    ),
+    PassSpec(
+        "fuse_gemm_bn",
+        "loop",
+        EXTENDED,
+        lambda o: FuseGemmBatchNormPass(),
+        needs=(_ops("Gemm"), _ops("BatchNormalization")),
+        keeps_shapes=True,
+    ),
+    PassSpec(
+        "matmul_add_to_gemm",
+        "loop",
+        EXTENDED,
+        lambda o: MatMulAddToGemmPass(),
+        needs=(_ops("MatMul"), _ops("Add")),
+        keeps_shapes=True,
+    ),
     PassSpec(
         "cse",
         "loop",
@@ -136,9 +175,21 @@ PASSES: tuple[PassSpec, ...] = (
     ),
     PassSpec("remove_unused", "loop", BASIC, lambda o: RemoveDeadCodePass(), keeps_shapes=True),
     PassSpec("dedup_initializers", "post", BASIC, lambda o: DeduplicateInitializersPass(), leaves_no_dead_code=True),
-    PassSpec("remove_unused_functions", "post", BASIC, lambda o: RemoveUnusedFunctionsPass(), worth_running=lambda m: bool(m.functions)),
+    PassSpec(
+        "remove_unused_functions",
+        "post",
+        BASIC,
+        lambda o: RemoveUnusedFunctionsPass(),
+        worth_running=lambda m: bool(m.functions),
+    ),
     PassSpec("remove_unused", "post", BASIC, lambda o: RemoveDeadCodePass()),
-    PassSpec("topological_sort", "post", BASIC, lambda o: TopologicalSortPass(), worth_running=lambda m: not _gates.is_sorted(m)),
+    PassSpec(
+        "topological_sort",
+        "post",
+        BASIC,
+        lambda o: TopologicalSortPass(),
+        worth_running=lambda m: not _gates.is_sorted(m),
+    ),
 )
 
 PASS_NAMES: tuple[str, ...] = tuple(dict.fromkeys(spec.name for spec in PASSES))

@@ -45,7 +45,9 @@ def _shape_dims(shape_node: ir.Node) -> list[int | None] | None:
     return dims[start:end]
 
 
-def _sliced(dims: list[int | None], starts: list[int], ends: list[int], axes: list[int] | None, steps: list[int] | None) -> list[int | None] | None:
+def _sliced(
+    dims: list[int | None], starts: list[int], ends: list[int], axes: list[int] | None, steps: list[int] | None
+) -> list[int | None] | None:
     if axes is not None and any(a not in (0, -1) for a in axes):
         return None
     if len(starts) != 1 or len(ends) != 1 or (steps is not None and len(steps) != 1):

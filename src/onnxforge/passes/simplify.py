@@ -163,7 +163,9 @@ def _simplify_verified(
     return result, report
 
 
-def _bisect(job: _Simplifier, verifier: Verifier, disabled: set[str], candidates: list[str], problem: str) -> tuple[str | None, str]:
+def _bisect(
+    job: _Simplifier, verifier: Verifier, disabled: set[str], candidates: list[str], problem: str
+) -> tuple[str | None, str]:
     """The pass whose enabling first breaks the outputs, and the mismatch it causes (None if none does)."""
     if not candidates:
         return None, problem

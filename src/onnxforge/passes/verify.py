@@ -39,7 +39,9 @@ RTOL = 1e-3
 ATOL = 1e-4
 TOLERANCE_TEXT = f"|simplified - original| <= {ATOL:g} * max(1, max|original|) + {RTOL:g} * |original|"
 SYMBOL_VALUES = (2, 1, 3)
-RANDOM_OPS = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"})
+RANDOM_OPS = frozenset(
+    {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
+)
 # Above this many tensor bytes a model goes to the engine through a file with external data (protobuf's 2 GB cap).
 _IN_MEMORY_LIMIT = 1_500_000_000
 
@@ -79,7 +81,9 @@ def _with_initializers_as_inputs(proto: onnx.ModelProto) -> onnx.ModelProto:
     listed = {value.name for value in proto.graph.input}
     for tensor in proto.graph.initializer:
         if tensor.name not in listed:
-            proto.graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
+            proto.graph.input.append(
+                onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims))
+            )
     return proto
 
 
@@ -96,7 +100,9 @@ class _ModelRunner:
             onnx.save(_with_initializers_as_inputs(onnx.load(path, load_external_data=False)), path)
             self.session = InferenceSession(path, session_options())
         else:
-            self.session = InferenceSession(_with_initializers_as_inputs(ir.serde.serialize_model(model)), session_options())
+            self.session = InferenceSession(
+                _with_initializers_as_inputs(ir.serde.serialize_model(model)), session_options()
+            )
 
     def run(self, feed: Feed) -> list[Any]:
         accepted = {arg.name for arg in self.session.get_inputs()} | {
@@ -121,7 +127,9 @@ def _input_specs(model: ir.Model) -> list[tuple[str, np.dtype, list[int | str | 
     return specs
 
 
-def random_feed(specs: Sequence[tuple[str, np.dtype, list[int | str | None]]], rng: np.random.Generator, symbol: int) -> Feed:
+def random_feed(
+    specs: Sequence[tuple[str, np.dtype, list[int | str | None]]], rng: np.random.Generator, symbol: int
+) -> Feed:
     feed: Feed = {}
     for name, dtype, dims in specs:
         shape = tuple(d if isinstance(d, int) else symbol for d in dims)
@@ -141,7 +149,9 @@ def random_feed(specs: Sequence[tuple[str, np.dtype, list[int | str | None]]], r
     return feed
 
 
-def compare_outputs(names: Sequence[str], original: Sequence[Any], simplified: Sequence[Any], loose: set[int]) -> str | None:
+def compare_outputs(
+    names: Sequence[str], original: Sequence[Any], simplified: Sequence[Any], loose: set[int]
+) -> str | None:
     """None when the outputs match (see the module docstring), else what differs."""
     if len(original) != len(simplified):
         return f"{len(simplified)} outputs instead of {len(original)}"
@@ -155,7 +165,10 @@ def compare_outputs(names: Sequence[str], original: Sequence[Any], simplified: S
         if index in loose:
             continue
         if want.dtype.kind in "fc":
-            w, g = want.astype(np.complex128 if want.dtype.kind == "c" else np.float64), got.astype(np.complex128 if want.dtype.kind == "c" else np.float64)
+            w, g = (
+                want.astype(np.complex128 if want.dtype.kind == "c" else np.float64),
+                got.astype(np.complex128 if want.dtype.kind == "c" else np.float64),
+            )
             finite = np.isfinite(w)
             scale = max(1.0, float(np.max(np.abs(w[finite]))) if finite.any() else 1.0)
             with np.errstate(invalid="ignore"):
@@ -171,7 +184,9 @@ def compare_outputs(names: Sequence[str], original: Sequence[Any], simplified: S
 
 def _is_random(node: ir.Node) -> bool:
     # Dropout draws only in training mode, which takes a training_mode input (opset 12 on).
-    return node.op_type in RANDOM_OPS or (node.op_type == "Dropout" and len(node.inputs) > 2 and node.inputs[2] is not None)
+    return node.op_type in RANDOM_OPS or (
+        node.op_type == "Dropout" and len(node.inputs) > 2 and node.inputs[2] is not None
+    )
 
 
 def _as_feed(value: Any) -> Any:
@@ -219,12 +234,14 @@ class Verifier:
             raise CannotVerify(f"the original model fails on every random input set ({self._last_error})")
         if rejected:
             skipped += f"; {rejected} random set(s) the original model rejects were skipped ({self._last_error})"
-        self.description = (
-            f"{len(self.cases)} input set(s) ({len(given)} given, {check_n - rejected} random); {TOLERANCE_TEXT}{skipped}"
-        )
+        self.description = f"{len(self.cases)} input set(s) ({len(given)} given, {check_n - rejected} random); {TOLERANCE_TEXT}{skipped}"
 
     def _random_case(
-        self, specs: list[tuple[str, np.dtype, list[int | str | None]]], rng: np.random.Generator, symbol: int, nondeterministic: bool
+        self,
+        specs: list[tuple[str, np.dtype, list[int | str | None]]],
+        rng: np.random.Generator,
+        symbol: int,
+        nondeterministic: bool,
     ) -> tuple[Feed, list[Any], set[int]] | None:
         """A random case, retried with every symbolic dim 1; None when the original rejects both."""
         for value in (symbol, 1):
@@ -240,7 +257,11 @@ class Verifier:
             loose: set[int] = set()
             if nondeterministic:
                 again = self.runner.run(feed)
-                loose = {i for i in range(len(outputs)) if compare_outputs(self.output_names, [outputs[i]], [again[i]], set())}
+                loose = {
+                    i
+                    for i in range(len(outputs))
+                    if compare_outputs(self.output_names, [outputs[i]], [again[i]], set())
+                }
         except Exception as exc:
             raise CannotVerify(f"the original model fails on the check inputs: {type(exc).__name__}: {exc}") from exc
         return feed, outputs, loose

@@ -22,7 +22,9 @@ class OrtValue:
         return OrtValue(np.asarray(array))
 
     @staticmethod
-    def ortvalue_from_shape_and_type(shape: list[int], element_type: Any, device_type: str = "cpu", device_id: int = 0) -> OrtValue:
+    def ortvalue_from_shape_and_type(
+        shape: list[int], element_type: Any, device_type: str = "cpu", device_id: int = 0
+    ) -> OrtValue:
         return OrtValue(np.empty(shape, dtype=element_type))
 
     def numpy(self) -> Any:

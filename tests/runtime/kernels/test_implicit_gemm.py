@@ -20,7 +20,9 @@ CASES = [
 ]
 
 
-def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, pads: tuple[int, ...], dilations: tuple[int, ...]) -> np.ndarray:
+def _conv(
+    x: np.ndarray, w: np.ndarray, b: np.ndarray | None, pads: tuple[int, ...], dilations: tuple[int, ...]
+) -> np.ndarray:
     pw = PackedWeight(w, 1, b)
     return conv._conv(x, pw, b, "NOTSET", list(pads), [1] * (x.ndim - 2), list(dilations))
 
@@ -46,7 +48,8 @@ def test_matches_im2col(
     rank = len(spatial)
     begins = pads[:rank]
     out = tuple(
-        (size + pb + pe - di * (k - 1) - 1) + 1 for size, pb, pe, di, k in zip(spatial, begins, pads[rank:], dilations, kernel)
+        (size + pb + pe - di * (k - 1) - 1) + 1
+        for size, pb, pe, di, k in zip(spatial, begins, pads[rank:], dilations, kernel)
     )
     got = implicit_gemm(x, pw, begins, out, kernel, dilations)
     if b is not None and not pw.folded:

@@ -33,7 +33,9 @@ _PARALLEL_MIN_MACS = 3_000_000
 _PADDED = threading.local()
 
 
-def padded_image(shape: tuple[int, int, int], begins: tuple[int, int], image: np.ndarray, phases: int = 1) -> np.ndarray:
+def padded_image(
+    shape: tuple[int, int, int], begins: tuple[int, int], image: np.ndarray, phases: int = 1
+) -> np.ndarray:
     """A per-thread scratch copy of ``image`` (H, W, C) zero-padded to ``shape`` (Hp, Wp, C), with ``image`` at
     ``begins``, its columns split into ``phases`` polyphase components: ``P[h, p, q] = padded[h, q * phases + p]``.
 
@@ -88,8 +90,15 @@ class DepthwiseTaps:
                 picked = self.taps[:, j0::step]
                 tiled = np.ascontiguousarray(np.tile(picked[:, :, None, :], (1, 1, width, 1)))
                 count = picked.shape[1]
-                reads.append((j0 * dilation % stride, j0 * dilation // stride, count, dilation * step // stride,
-                              tiled.reshape(self.kh, count, width * self.channels)))
+                reads.append(
+                    (
+                        j0 * dilation % stride,
+                        j0 * dilation // stride,
+                        count,
+                        dilation * step // stride,
+                        tiled.reshape(self.kh, count, width * self.channels),
+                    )
+                )
             self._reads[key] = reads  # racing threads build equal lists; either one may win
         return reads
 

@@ -88,7 +88,10 @@ def implicit_gemm(
     run = min(run, max(_MIN_RUN, -(-length // parts)))
     starts = list(range(0, length, run))
     parallel(
-        [lambda a=a, b=b: _sum_runs(y_grid, weights, flat, offsets, starts[a:b], run, length) for a, b in split(len(starts), parts)]
+        [
+            lambda a=a, b=b: _sum_runs(y_grid, weights, flat, offsets, starts[a:b], run, length)
+            for a, b in split(len(starts), parts)
+        ]
     )
     outputs = y_grid.reshape(m, n, *grid)[(slice(None), slice(None), *(slice(0, o) for o in out))].swapaxes(0, 1)
     y = np.empty((n, m, *out), dtype=np.float32)
@@ -99,7 +102,9 @@ def implicit_gemm(
     return y
 
 
-def _sum_into(target: np.ndarray, weights: np.ndarray, flat: np.ndarray, offsets: list[int], taps: range, p0: int) -> None:
+def _sum_into(
+    target: np.ndarray, weights: np.ndarray, flat: np.ndarray, offsets: list[int], taps: range, p0: int
+) -> None:
     """``target`` (M, L) = the sum over ``taps`` of ``W_t @ flat[:, off_t + p0 : off_t + p0 + L]``."""
     width = target.shape[1]
     product = scratch("implicit_product", target.shape, np.dtype(np.float32))
@@ -113,9 +118,14 @@ def _sum_into(target: np.ndarray, weights: np.ndarray, flat: np.ndarray, offsets
 
 
 def _sum_runs(
-    y_grid: np.ndarray, weights: np.ndarray, flat: np.ndarray, offsets: list[int], starts: list[int], run: int, length: int
+    y_grid: np.ndarray,
+    weights: np.ndarray,
+    flat: np.ndarray,
+    offsets: list[int],
+    starts: list[int],
+    run: int,
+    length: int,
 ) -> None:
     """Every kernel position's product over the runs of output positions beginning at ``starts``."""
     for p0 in starts:
         _sum_into(y_grid[:, p0 : min(length, p0 + run)], weights, flat, offsets, range(len(offsets)), p0)
-

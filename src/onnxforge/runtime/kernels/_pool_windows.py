@@ -65,7 +65,12 @@ def _max_along(
 
 
 def max_windows_unpadded(
-    x: np.ndarray, k: tuple[int, ...], s: tuple[int, ...], d: tuple[int, ...], begins: tuple[int, ...], out: tuple[int, ...]
+    x: np.ndarray,
+    k: tuple[int, ...],
+    s: tuple[int, ...],
+    d: tuple[int, ...],
+    begins: tuple[int, ...],
+    out: tuple[int, ...],
 ) -> np.ndarray | None:
     """The window maxima of ``x`` (N, C, *spatial), or None when some output's window lies wholly in the pads
     (the caller then pads). Big inputs are cut into groups of channels on the intra-op threads."""

@@ -93,9 +93,7 @@ def Loop(
         iteration += 1
     dtypes = list(_output_dtypes[num_carried:]) + [None] * num_scans
     elements = body.output_shapes[1 + num_carried :]
-    stacked = [
-        _stack(items, 0, dtypes[k], f"Loop scan output {k}", elements[k]) for k, items in enumerate(scans)
-    ]
+    stacked = [_stack(items, 0, dtypes[k], f"Loop scan output {k}", elements[k]) for k, items in enumerate(scans)]
     return _as_outputs([*carried, *stacked])
 
 
@@ -157,8 +155,12 @@ def Scan(
     if steps == 0:  # no element was produced: the body's declared shapes (if any) give the ranks
         if any(element is None for element in elements):
             return _as_outputs([*states, *(_stack([], 0, dtypes[k], "", elements[k]) for k in range(num_outputs))])
-        out_axes = _axes(scan_output_axes, num_outputs, [len(e) + 1 for e in elements if e is not None], "scan_output_axes")
-        return _as_outputs([*states, *(_stack([], out_axes[k], dtypes[k], "", elements[k]) for k in range(num_outputs))])
+        out_axes = _axes(
+            scan_output_axes, num_outputs, [len(e) + 1 for e in elements if e is not None], "scan_output_axes"
+        )
+        return _as_outputs(
+            [*states, *(_stack([], out_axes[k], dtypes[k], "", elements[k]) for k in range(num_outputs))]
+        )
     ranks = [np.ndim(items[0]) + 1 for items in collected]
     out_axes = _axes(scan_output_axes, num_outputs, ranks, "scan_output_axes")
     scans = [

@@ -95,7 +95,6 @@ def _preparer(pack: Pack, run: Callable[..., Any], unpacked: Callable[..., Any])
     return prepare
 
 
-
 # ----- RNN -------------------------------------------------------------------------------------------------
 def _rnn(
     X: np.ndarray,
