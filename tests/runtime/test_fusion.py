@@ -240,7 +240,8 @@ def test_conv_then_constant_clip_fuses_and_clips_like_the_plain_plan(
     x = RNG.standard_normal((1, 3, 5, 5)).astype(np.float32)
     fused, plain = _run_both(model, x)
     np.testing.assert_array_equal(fused[0], plain[0])
-    np.testing.assert_array_equal(fused[0], ReferenceEvaluator(model).run(None, {"x": x})[0])
+    # Against onnx.reference up to the order of the conv's sums (a small conv is one dense product).
+    np.testing.assert_allclose(fused[0], ReferenceEvaluator(model).run(None, {"x": x})[0], rtol=1e-5, atol=1e-5)
     assert low is None or fused[0].min() == np.float32(low)
     assert high is None or fused[0].max() == np.float32(high)
     assert len(_plan(model, optimize=True).steps) == 1

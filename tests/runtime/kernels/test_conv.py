@@ -19,6 +19,7 @@ from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from onnxforge import InferenceSession, InvalidArgument, SessionOptions
+from onnxforge.runtime.kernels import _conv_dense as dense_module
 from onnxforge.runtime.kernels import _depthwise as depthwise_module
 from onnxforge.runtime.kernels import _im2col as im2col_module
 from onnxforge.runtime.kernels import conv as conv_module
@@ -469,6 +470,7 @@ def test_a_small_conv_takes_im2col_small_with_the_numbers_of_the_banded_im2col(
 
     monkeypatch.setattr(conv_module, "im2col_small", spy)
     monkeypatch.setattr(conv_module, "pays", lambda *args: False)  # not the implicit GEMM
+    monkeypatch.setattr(dense_module, "MAX_ENTRIES", 0)  # nor the dense product
     small = run_ours(node_model("Conv", inputs, **attrs), {"X": x})[0]
     assert taken, "the small path was not taken"
     monkeypatch.setattr(conv_module, "SMALL_COLS", 0)
@@ -477,3 +479,59 @@ def test_a_small_conv_takes_im2col_small_with_the_numbers_of_the_banded_im2col(
     np.testing.assert_allclose(small, banded, rtol=1e-6 if dtype == np.float32 else 1e-12, atol=1e-6)
     expected = run_reference(node_model("Conv", inputs, **attrs), {"X": x})[0]
     assert_matches(small, expected, dtype)
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "attrs"),
+    [
+        ((3, 16, 4, 4), (32, 16, 3, 3), {"pads": [1, 1, 1, 1]}),  # the bundled digits model's second conv
+        ((2, 4, 6, 5), (6, 2, 3, 2), {"pads": [1, 0, 2, 1], "strides": [2, 1], "dilations": [1, 2], "group": 2}),
+        ((2, 6, 7, 7), (6, 1, 3, 3), {"pads": [1, 1, 1, 1], "group": 6}),  # depthwise (sparse: few images only)
+        ((4, 3, 9), (5, 3, 4), {"strides": [2], "auto_pad": "SAME_UPPER"}),  # 1-D
+        ((1, 2, 3, 4, 4), (4, 2, 2, 2, 2), {}),  # 3-D
+    ],
+)
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_conv_on_small_images_runs_as_one_dense_product_with_the_reference_numbers(
+    x_shape: tuple[int, ...],
+    w_shape: tuple[int, ...],
+    attrs: dict[str, Any],
+    bias: bool,
+    dtype: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = np.random.default_rng(6)
+    x, w, b = (rng.standard_normal(shape).astype(dtype) for shape in (x_shape, w_shape, w_shape[:1]))
+    calls: list[tuple[int, ...]] = []
+    real = dense_module.DenseConv.__call__
+
+    def spy(self: Any, images: np.ndarray) -> np.ndarray:
+        calls.append(images.shape)
+        return real(self, images)
+
+    monkeypatch.setattr(dense_module.DenseConv, "__call__", spy)
+    model = node_model("Conv", [("X", x, False), ("W", w, True), ("B", b if bias else None, True)], **attrs)
+    got = run_ours(model, {"X": x})[0]
+    assert calls == [x_shape], "the dense product was not used"
+    expected = run_reference(model, {"X": x})[0]
+    assert got.shape == expected.shape and got.dtype == dtype
+    assert_matches(got, expected, dtype)
+
+
+def test_the_dense_product_pays_by_size_and_batch_and_leaves_a_bias_given_at_run_time_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    f32 = np.dtype(np.float32)
+    assert dense_module.dense_conv((64, 32, 32), 64, 1, (32, 32), f32, None, lambda b: b) is None  # T too big
+    sparse = dense_module.DenseConv(np.zeros((64, 1024), np.float32), None, (16, 8, 8), 7.1)
+    assert sparse.pays(1) and sparse.pays(4) and not sparse.pays(5) and not sparse.pays(360)
+    assert dense_module.DenseConv(np.zeros((256, 512), np.float32), None, (32, 4, 4), 1.8).pays(360)
+    calls: list[int] = []
+    real = dense_module.DenseConv.__call__
+    monkeypatch.setattr(dense_module.DenseConv, "__call__", lambda self, x: calls.append(1) or real(self, x))
+    rng = np.random.default_rng(7)
+    x, w, bias = random(rng, (2, 3, 6, 6)), random(rng, (4, 3, 3, 3)), random(rng, (4,))
+    model = node_model("Conv", [("X", x, False), ("W", w, True), ("B", bias, False)], pads=[1, 1, 1, 1])
+    assert_matches(run_ours(model, {"X": x, "B": bias})[0], run_reference(model, {"X": x, "B": bias})[0], np.float32)
+    assert not calls  # the bias is an input here: the window paths add it

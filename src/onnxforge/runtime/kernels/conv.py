@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from onnxforge._errors import InvalidArgument
+from onnxforge.runtime.kernels._conv_dense import DenseConv, dense_conv
 from onnxforge.runtime.kernels._depthwise import _PARALLEL_MIN_MACS as DEPTHWISE_PARALLEL_MIN_MACS
 from onnxforge.runtime.kernels._depthwise import DepthwiseTaps, padded_image
 from onnxforge.runtime.kernels._im2col import (
@@ -293,6 +294,24 @@ def _prepare_conv(
     packed = PackedWeight(w, group, b_const)
     # Input shape -> geometry: checked and computed once per shape, not on every run.
     geometries: dict[tuple[int, ...], Geometry] = {}
+    # Image shape -> the conv as one dense matrix (None: too big), made on first use (see _conv_dense).
+    dense: dict[tuple[int, ...], DenseConv | None] = {}
+
+    def dense_for(shape: tuple[int, ...], geometry: Geometry) -> DenseConv | None:
+        image = shape[1:]
+        if image in dense:
+            return dense[image]
+        k, _, _, _, out = geometry
+        unpacked = PackedWeight(w, group)  # no folded bias: T holds the weights alone, exactly
+
+        def conv_of(basis: np.ndarray) -> np.ndarray:
+            return _conv(basis, unpacked, None, auto_pad, pads, strides, dilations)
+
+        useful = packed.m * packed.cg * prod(k) * prod(out)
+        made = dense_conv(image, packed.m, useful, out, packed.dtype, b_const, conv_of)
+        if len(dense) < _GEOMETRY_CACHE_SIZE:
+            dense[image] = made
+        return made
 
     def conv_packed(X: np.ndarray, W: np.ndarray, B: np.ndarray | None = None) -> np.ndarray:
         geometry = geometries.get(X.shape)
@@ -300,6 +319,12 @@ def _prepare_conv(
             geometry = _geometry(X.shape, packed, auto_pad, pads, strides, dilations)
             if len(geometries) < _GEOMETRY_CACHE_SIZE:
                 geometries[X.shape] = geometry
+        # Identical filters must give bit-identical channels (see PackedWeight.expand): a dense product could
+        # round them apart, so such weights keep the window paths. So does a bias given at run time.
+        if X.dtype == packed.dtype and packed.expand is None and (b_const is not None or B is None):
+            small = dense_for(X.shape, geometry)
+            if small is not None and small.pays(X.shape[0]):
+                return small(X)
         bias = b_const if b_const is not None else B
         return _conv(X, packed, bias, auto_pad, pads, strides, dilations, geometry)
 
