@@ -80,13 +80,25 @@ def _pixel_bands(n: int, pixels: int, band: int, parts: int) -> list[tuple[int, 
     return [(i, p0, min(pixels, p0 + size)) for i in range(n) for p0 in range(0, pixels, size)]
 
 
-def pointwise_to_nhwc(w: np.ndarray, b: np.ndarray | None, activation: Activation | None) -> Conv:
-    """NCHW ``(N, C, H, W)`` in, NHWC ``(N, H, W, M)`` out; bias and activation applied band by band."""
+def _pointwise_weight(w: np.ndarray, b: np.ndarray | None) -> tuple[np.ndarray, bool]:
+    """``(W^T, with_bias)`` of a pointwise conv writing NHWC: the bias rides along as a last weight row against
+    a row of ones, since copying the band of input channels next to that row costs less than a separate add over
+    the output, whose inner loop is only M long."""
     m, c = w.shape[:2]
-    # The bias rides along as a weight row against a row of ones: copying the band of input channels
-    # next to that row costs less than a separate add over the output, whose inner loop is only M long.
     with_bias = b is not None and bool(b.any())
-    w_t = _transposed(w.reshape(m, c), extra_row=b if with_bias else None)
+    return _transposed(w.reshape(m, c), extra_row=b if with_bias else None), with_bias
+
+
+def pointwise_to_nhwc(
+    w: np.ndarray,
+    b: np.ndarray | None,
+    activation: Activation | None,
+    weight: tuple[np.ndarray, bool] | None = None,
+) -> Conv:
+    """NCHW ``(N, C, H, W)`` in, NHWC ``(N, H, W, M)`` out; bias and activation applied band by band.
+    ``weight``: ``_pointwise_weight(w, b)`` when the caller has it already."""
+    m, c = w.shape[:2]
+    w_t, with_bias = weight or _pointwise_weight(w, b)
     band = max(64, _POINTWISE_BAND_BYTES // (4 * m))
 
     def conv_pointwise_to_nhwc(x: np.ndarray) -> np.ndarray:
@@ -151,12 +163,11 @@ def pointwise_to_padded(
     depthwise conv pads itself: there the GEMM over the border columns costs more than the copy it saves.
     """
     m, c = w.shape[:2]
-    with_bias = b is not None and bool(b.any())
-    w_t = _transposed(w.reshape(m, c), extra_row=b if with_bias else None)
+    w_t, with_bias = weight = _pointwise_weight(w, b)
     k = c + with_bias
     top, bottom = begins[0], ends[0]
 
-    narrow = pointwise_to_nhwc(w, b, activation)
+    narrow = pointwise_to_nhwc(w, b, activation, weight)  # the same W^T, not a second copy
 
     def conv_pointwise_to_padded(x: np.ndarray) -> np.ndarray:
         _check(x, c, 1, "Conv (channels-last padded output)")
