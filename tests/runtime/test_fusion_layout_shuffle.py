@@ -116,9 +116,10 @@ def test_a_shuffle_after_a_one_group_conv_permutes_its_weight_rows(last_group: i
     assert _step_ops(model) == ["Conv", "Conv", "Conv"]
 
 
+@pytest.mark.parametrize(("first_group", "last_group"), [(2, 4), (1, 4), (4, 1)])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_grouped_convs_without_a_shuffle_run_the_chain_too(threads: int) -> None:
-    model = _unit(first_group=2, shuffle_groups=None, last_group=4)
+def test_grouped_convs_without_a_shuffle_run_the_chain_too(first_group: int, last_group: int, threads: int) -> None:
+    model = _unit(first_group=first_group, shuffle_groups=None, last_group=last_group)
     _check_numbers(model, threads)
     assert _step_ops(model) == ["Conv", "Conv", "Conv"]
 
