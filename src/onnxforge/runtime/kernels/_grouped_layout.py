@@ -22,17 +22,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from onnxforge._errors import InvalidArgument
+from onnxforge.runtime.kernels._conv_layout import _check
 from onnxforge.runtime.kernels._im2col import PARALLEL_MIN_MACS
 from onnxforge.runtime.threads import parallel, split, workers
 
 Activation = Callable[[np.ndarray], np.ndarray]
 Conv = Callable[[np.ndarray], np.ndarray]
-
-
-def _check(x: np.ndarray, channels: int, channel_axis: int, what: str) -> None:
-    if x.ndim != 4 or x.shape[channel_axis] != channels:
-        raise InvalidArgument(f"{what}: expected a 4-D input with {channels} channels, got shape {list(x.shape)}")
 
 
 def _bias(b: np.ndarray | None) -> np.ndarray | None:
