@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from onnxforge.runtime.kernels._conv_layout import _check
+from onnxforge.runtime.kernels._conv_layout import _check, _finish
 from onnxforge.runtime.kernels._im2col import PARALLEL_MIN_MACS
 from onnxforge.runtime.threads import parallel, split, workers
 
@@ -72,10 +72,7 @@ def grouped_pointwise_to_nhwc(
                 np.matmul(xs[i, g0:g1].transpose(0, 2, 1), w_t[g0:g1], out=target[i, g0:g1])
 
         _run_groups(group, n * pixels * cg * m, product)
-        if bias is not None:
-            y += bias
-        if activation is not None:
-            activation(y)
+        _finish(y, bias, activation)
         return y.reshape(n, h, width, m)
 
     return conv_grouped_to_nhwc
@@ -102,11 +99,7 @@ def grouped_pointwise_from_nhwc(w: np.ndarray, b: np.ndarray | None, activation:
                 np.matmul(w_g[g0:g1], columns[i, g0:g1], out=y[i, g0:g1])
 
         _run_groups(group, n * pixels * cg * m, product)
-        flat = y.reshape(n, m, pixels)
-        if bias_column is not None:
-            flat += bias_column
-        if activation is not None:
-            activation(flat)
+        _finish(y.reshape(n, m, pixels), bias_column, activation)
         return y.reshape(n, m, h, width)
 
     return conv_grouped_from_nhwc
