@@ -36,6 +36,27 @@ _ORT_NAMES: dict[int, str] = {
 }
 
 
+# Element types whose raw_data is one fixed-size little-endian number per element, as NumPy reads it (on a
+# little-endian host), with their NumPy dtypes.
+PLAIN_RAW_TYPES: dict[int, np.dtype] = {
+    int(t): np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t))
+    for t in (
+        onnx.TensorProto.FLOAT,
+        onnx.TensorProto.DOUBLE,
+        onnx.TensorProto.FLOAT16,
+        onnx.TensorProto.INT8,
+        onnx.TensorProto.UINT8,
+        onnx.TensorProto.INT16,
+        onnx.TensorProto.UINT16,
+        onnx.TensorProto.INT32,
+        onnx.TensorProto.UINT32,
+        onnx.TensorProto.INT64,
+        onnx.TensorProto.UINT64,
+        onnx.TensorProto.BOOL,
+    )
+}
+
+
 def np_dtype_for(elem_type: int | ir.DataType) -> np.dtype:
     """The NumPy dtype that holds an ONNX element type (strings are object arrays, as in onnx)."""
     return _np_dtype(int(elem_type))

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 import numpy as np
 import onnx
 
-from onnxforge.ir.dtypes import np_dtype_for
+from onnxforge.ir.dtypes import PLAIN_RAW_TYPES
 
 # Larger initializers are moved out of the protobuf; the same bound under which the type check keeps an
 # initializer's values for onnx's data propagation (onnxforge.runtime.typecheck), so inference sees the same.
@@ -138,31 +138,11 @@ def _graph_without_raw_data(
     return pieces, cuts
 
 
-# Element types whose raw_data is one fixed-size little-endian number per element, as NumPy reads it.
-_PLAIN_TYPES = frozenset(
-    int(t)
-    for t in (
-        onnx.TensorProto.FLOAT,
-        onnx.TensorProto.DOUBLE,
-        onnx.TensorProto.FLOAT16,
-        onnx.TensorProto.INT8,
-        onnx.TensorProto.UINT8,
-        onnx.TensorProto.INT16,
-        onnx.TensorProto.UINT16,
-        onnx.TensorProto.INT32,
-        onnx.TensorProto.UINT32,
-        onnx.TensorProto.INT64,
-        onnx.TensorProto.UINT64,
-        onnx.TensorProto.BOOL,
-    )
-)
-
-
 def _aside_array(tensor: onnx.TensorProto, raw: memoryview) -> np.ndarray | None:
     """A read-only copy of ``raw`` as the tensor's array, or None when its type or size is not plain."""
-    if tensor.data_type not in _PLAIN_TYPES:
+    dtype = PLAIN_RAW_TYPES.get(tensor.data_type)
+    if dtype is None:
         return None
-    dtype = np_dtype_for(tensor.data_type)
     dims = [int(d) for d in tensor.dims]
     count = 1
     for dim in dims:
