@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
+import onnx_ir as ir
 from onnx import helper
 
 from onnxforge.passes.constant_folding import FoldConstantsPass
@@ -116,3 +118,44 @@ def test_kept_shapes_reported_only_when_inference_could_learn_nothing() -> None:
     fold = FoldConstantsPass()
     _, modified = apply(_weight_model("Range"), fold)
     assert modified and not fold.kept_shapes  # Range's output length depends on the folded values
+
+
+def test_equal_small_results_share_one_initializer() -> None:
+    """Three Constant nodes holding 6.0 (as a PyTorch export writes one per Clip) become one initializer read by
+    all three Clips; 0.0 and a float64 6.0 get their own; a folded graph output keeps its own, named one."""
+
+    def scalar(name: str, value: float, elem: int = F) -> onnx.NodeProto:
+        return helper.make_node("Constant", [], [name], value=helper.make_tensor(name + "_v", elem, [], [value]))
+
+    model = make_model(
+        [
+            scalar("lo", 0.0),
+            scalar("hi_a", 6.0),
+            scalar("hi_b", 6.0),
+            scalar("hi_c", 6.0),
+            scalar("hi_out", 6.0),
+            scalar("six_double", 6.0, onnx.TensorProto.DOUBLE),
+            helper.make_node("Clip", ["x", "lo", "hi_a"], ["a"]),
+            helper.make_node("Clip", ["a", "lo", "hi_b"], ["b"]),
+            helper.make_node("Clip", ["b", "lo", "hi_c"], ["y"]),
+            helper.make_node("Cast", ["six_double"], ["six_cast"], to=F),
+            helper.make_node("Add", ["y", "six_cast"], ["z"]),
+        ],
+        [tensor_info("x", F, [4])],
+        [tensor_info("z", F, [4]), tensor_info("hi_out", F, [])],
+    )
+    folded, modified = apply(model, FoldConstantsPass())
+    cleaned(folded)
+    assert modified
+    clips = [node for node in folded.graph if node.op_type == "Clip"]
+    assert len(clips) == 3
+    assert len({id(node.inputs[2]) for node in clips}) == 1  # one 6.0 for all three
+    assert len({id(node.inputs[1]) for node in clips}) == 1
+    assert clips[0].inputs[2] is not clips[0].inputs[1]
+    assert folded.graph.outputs[1].name == "hi_out" and folded.graph.outputs[1].is_initializer()
+    assert folded.graph.outputs[1] is not clips[0].inputs[2]
+    doubles = [v for v in folded.graph.initializers.values() if v.const_value.dtype == ir.DataType.DOUBLE]
+    assert not doubles or all(v is not clips[0].inputs[2] for v in doubles)
+    x = np.array([-1.0, 3.0, 7.0, 6.0], dtype=np.float32)
+    assert_same_outputs(model, folded, {"x": x}, rtol=0, atol=0)
+    np.testing.assert_array_equal(run(folded, {"x": x})[0], [6.0, 9.0, 12.0, 12.0])
