@@ -94,6 +94,7 @@ class FoldConstantsPass(ir.passes.InPlacePass):
         self._stored: dict[tuple[object, ...], ir.Value] = {}
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
+        self._stored = {}  # per run: a pass object used again (on this model or another) holds no old graph
         names = Names(model)
         folded = 0
         with np.errstate(all="ignore"):  # once for the pass, not once per evaluated node
