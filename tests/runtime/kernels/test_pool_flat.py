@@ -62,6 +62,29 @@ def test_runs_split_across_threads_equal_one_thread(kernel, strides, pads, ceil_
     np.testing.assert_array_equal(one, _reference(x, kernel, strides, begins, out))
 
 
+@pytest.mark.parametrize(("kernel", "strides", "pads", "ceil_mode"), GEOMETRIES[:3])
+def test_big_runs_pooled_in_cache_sized_runs_equal_the_reference(kernel, strides, pads, ceil_mode, monkeypatch) -> None:
+    """Over _CHUNKED_BYTES a run is pooled in runs of _RUN_BYTES: 7 images as 3 + 3 + 1 on one thread, and each
+    thread's run (3 and 4 images) cut again on two."""
+    x = RNG.standard_normal((1, 7, 130, 120)).astype(np.float32)
+    x[0, 6, -1, -1] = 1e6  # the last image's last element: a run boundary must not cut or spill into it
+    monkeypatch.setattr(_pool_flat, "_CHUNKED_BYTES", x[0, 0].nbytes * 2)
+    monkeypatch.setattr(_pool_flat, "_RUN_BYTES", x[0, 0].nbytes * 3)
+    calls = []
+    run = _pool_flat._pool_run
+    monkeypatch.setattr(_pool_flat, "_pool_run", lambda a, *rest: (calls.append(a.shape[0]), run(a, *rest))[1])
+    begins, _, out = pool_geometry("NOTSET", x.shape[2:], kernel, strides, (1, 1), pads, ceil_mode)
+    got = _pool_flat.max_windows_flat(x, kernel, strides, (1, 1), begins, out)
+    assert calls == [3, 3, 1]
+    assert got is not None
+    np.testing.assert_array_equal(got, _reference(x, kernel, strides, begins, out))
+    calls.clear()
+    with blas_threads(2):
+        two = _pool_flat.max_windows_flat(x, kernel, strides, (1, 1), begins, out)
+    assert sorted(calls) == [1, 3, 3]
+    np.testing.assert_array_equal(two, got)
+
+
 @pytest.mark.parametrize(("kernel", "strides", "pads", "ceil_mode"), DECLINED)
 def test_pools_whose_windows_read_pads_are_declined(kernel, strides, pads, ceil_mode) -> None:
     x = RNG.standard_normal((2, 9, 61, 57)).astype(np.float32)
